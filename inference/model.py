@@ -1,0 +1,120 @@
+"""The risk model: a recurrent network over irregularly sampled vitals (GRU-D style).
+
+Per step it sees each input's value, whether it was observed (mask) and how long ago it was
+last seen (delta). Missing inputs decay from their last value towards the population mean,
+and the hidden state decays with elapsed time before the recurrent update (Che et al. 2018).
+The cell is a GRU by default or an LSTM; both stream through the same interface:
+
+    state = model.initial_state(batch)
+    state, logit = model.step(state, values, mask, delta, last_values, last_mask)
+
+`forward_sequence` runs the same `step` over a whole sequence, which is what makes streaming
+one reading at a time equal to scoring the sequence at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from inference.features import MAX_DELTA_HOURS, N_FEATURES
+
+# Population means and spreads of the inputs (adult ward), replaced by the training cohort's.
+DEFAULT_MEAN = (80.0, 16.0, 96.0, 37.0, 125.0, 75.0, 0.1, 0.05)
+DEFAULT_STD = (15.0, 4.0, 3.0, 0.7, 20.0, 12.0, 0.3, 0.2)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: str = "gru"  # "gru" or "lstm"
+    hidden: int = 48
+    horizon_hours: float = 6.0
+
+    def __post_init__(self) -> None:
+        if self.cell not in ("gru", "lstm"):
+            raise ValueError(f"cell={self.cell!r}: expected 'gru' or 'lstm'")
+        if not 4 <= self.hidden <= 1024:
+            raise ValueError(f"hidden={self.hidden}: expected 4-1024")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class RiskModel(nn.Module):
+    """GRU-D-style recurrent risk model; `step` is the streaming interface."""
+
+    def __init__(self, config: ModelConfig = ModelConfig(), mean: Tensor | None = None, std: Tensor | None = None) -> None:
+        super().__init__()
+        self.config = config
+        d, h = N_FEATURES, config.hidden
+        self.register_buffer("mean", torch.tensor(DEFAULT_MEAN) if mean is None else mean.float().clone())
+        self.register_buffer("std", torch.tensor(DEFAULT_STD) if std is None else std.float().clone().clamp_min(1e-3))
+        # Input decay is diagonal (one rate per input), hidden decay is full (GRU-D).
+        self.input_decay_w = nn.Parameter(torch.full((d,), 0.1))
+        self.input_decay_b = nn.Parameter(torch.zeros(d))
+        self.hidden_decay = nn.Linear(d, h)
+        inputs = 3 * d  # imputed values, mask, scaled time since last seen
+        self.cell: nn.Module = nn.GRUCell(inputs, h) if config.cell == "gru" else nn.LSTMCell(inputs, h)
+        self.head = nn.Linear(h, 1)
+
+    @property
+    def state_size(self) -> int:
+        return self.config.hidden * (2 if self.config.cell == "lstm" else 1)
+
+    def initial_state(self, batch: int) -> Tensor:
+        return torch.zeros(batch, self.state_size, device=self.mean.device)
+
+    def step(
+        self, state: Tensor, values: Tensor, mask: Tensor, delta: Tensor, last_values: Tensor, last_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """One reading per row: all tensors [B, D] except state [B, S]. Returns (state, logit [B])."""
+        x = (values - self.mean) / self.std
+        x_last = (last_values - self.mean) / self.std * last_mask  # never seen: the mean (0)
+        gamma_x = torch.exp(-torch.relu(self.input_decay_w * delta + self.input_decay_b))
+        x_hat = mask * x + (1.0 - mask) * gamma_x * x_last
+        gamma_h = torch.exp(-torch.relu(self.hidden_decay(delta)))
+        inputs = torch.cat([x_hat, mask, delta / MAX_DELTA_HOURS], dim=1)
+        if self.config.cell == "gru":
+            h = self.cell(inputs, state * gamma_h)
+            new_state = h
+        else:
+            h_prev, c_prev = state.chunk(2, dim=1)
+            h, c = self.cell(inputs, (h_prev * gamma_h, c_prev))
+            new_state = torch.cat([h, c], dim=1)
+        return new_state, self.head(h).squeeze(1)
+
+    def forward_sequence(
+        self,
+        values: Tensor,
+        mask: Tensor,
+        delta: Tensor,
+        last_values: Tensor,
+        last_mask: Tensor,
+        state: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Run `step` over [B, T, D] inputs; returns (logits [B, T], final state)."""
+        batch, steps, _ = values.shape
+        state = self.initial_state(batch) if state is None else state
+        logits = []
+        for t in range(steps):
+            state, logit = self.step(state, values[:, t], mask[:, t], delta[:, t], last_values[:, t], last_mask[:, t])
+            logits.append(logit)
+        return torch.stack(logits, dim=1), state
+
+
+def untrained(seed: int = 0, config: ModelConfig = ModelConfig()) -> RiskModel:
+    """A deterministic randomly initialised model (for tests, and before a checkpoint exists)."""
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = RiskModel(config)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return model.eval()
+
+
+def risk_from_logit(logit: Tensor) -> Tensor:
+    return torch.sigmoid(logit)
+

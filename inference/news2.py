@@ -1,0 +1,174 @@
+"""NEWS2 (Royal College of Physicians, 2017): the one implementation in wardwatch.
+
+Values are rounded to the chart's resolution first (whole numbers; 0.1 °C for temperature),
+then banded with cumulative upper-inclusive comparisons, so no float falls between bands.
+Absent parameters score 0 and are reported in `missing`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from ingest import Reading
+
+PARAMETERS: Final = ("rr", "spo2", "on_oxygen", "sbp", "hr", "acvpu", "temp")
+
+
+@dataclass(frozen=True, slots=True)
+class News2:
+    total: int
+    single3: bool  # a 3 in any one parameter ("red score")
+    scores: dict[str, int]
+    missing: tuple[str, ...]
+
+    @property
+    def band(self) -> str:
+        """RCP clinical risk: low (0-4), low-medium (a single 3), medium (5-6), high (>=7)."""
+        if self.total >= 7:
+            return "high"
+        if self.total >= 5:
+            return "medium"
+        if self.single3:
+            return "low-medium"
+        return "low"
+
+
+def _round(value: float) -> int:
+    # Half away from zero, as a person reading the chart would (Python's round() is banker's).
+    return int(value + 0.5) if value >= 0 else -int(-value + 0.5)
+
+
+def score_rr(rr: float) -> int:
+    v = _round(rr)
+    if v <= 8:
+        return 3
+    if v <= 11:
+        return 1
+    if v <= 20:
+        return 0
+    if v <= 24:
+        return 2
+    return 3
+
+
+def score_spo2(spo2: float, *, scale: int = 1, on_oxygen: bool = False) -> int:
+    v = _round(spo2)
+    if scale == 2:
+        if v <= 83:
+            return 3
+        if v <= 85:
+            return 2
+        if v <= 87:
+            return 1
+        if v <= 92 or not on_oxygen:
+            return 0  # 88-92, or >= 93 on air
+        if v <= 94:
+            return 1
+        if v <= 96:
+            return 2
+        return 3
+    if v <= 91:
+        return 3
+    if v <= 93:
+        return 2
+    if v <= 95:
+        return 1
+    return 0
+
+
+def score_oxygen(on_oxygen: bool) -> int:
+    return 2 if on_oxygen else 0
+
+
+def score_sbp(sbp: float) -> int:
+    v = _round(sbp)
+    if v <= 90:
+        return 3
+    if v <= 100:
+        return 2
+    if v <= 110:
+        return 1
+    if v <= 219:
+        return 0
+    return 3
+
+
+def score_hr(hr: float) -> int:
+    v = _round(hr)
+    if v <= 40:
+        return 3
+    if v <= 50:
+        return 1
+    if v <= 90:
+        return 0
+    if v <= 110:
+        return 1
+    if v <= 130:
+        return 2
+    return 3
+
+
+def score_acvpu(acvpu: str) -> int:
+    return 0 if acvpu == "A" else 3
+
+
+def score_temp(temp: float) -> int:
+    v = _round(temp * 10) / 10
+    if v <= 35.0:
+        return 3
+    if v <= 36.0:
+        return 1
+    if v <= 38.0:
+        return 0
+    if v <= 39.0:
+        return 1
+    return 2
+
+
+def news2(
+    *,
+    rr: float | None = None,
+    spo2: float | None = None,
+    on_oxygen: bool | None = None,
+    sbp: float | None = None,
+    hr: float | None = None,
+    acvpu: str | None = None,
+    temp: float | None = None,
+    spo2_scale: int = 1,
+) -> News2:
+    """Score one set of observations; None means not observed (scores 0, listed in `missing`)."""
+    scores: dict[str, int] = {}
+    missing: list[str] = []
+    oxygen = bool(on_oxygen)
+    for name, value, fn in (
+        ("rr", rr, score_rr),
+        ("sbp", sbp, score_sbp),
+        ("hr", hr, score_hr),
+        ("temp", temp, score_temp),
+    ):
+        if value is None:
+            missing.append(name)
+        else:
+            scores[name] = fn(value)
+    if spo2 is None:
+        missing.append("spo2")
+    else:
+        scores["spo2"] = score_spo2(spo2, scale=spo2_scale, on_oxygen=oxygen)
+    if on_oxygen is None:
+        missing.append("on_oxygen")
+    else:
+        scores["on_oxygen"] = score_oxygen(on_oxygen)
+    if acvpu is None:
+        missing.append("acvpu")
+    else:
+        scores["acvpu"] = score_acvpu(acvpu)
+    return News2(total=sum(scores.values()), single3=any(s == 3 for s in scores.values()), scores=scores, missing=tuple(missing))
+
+
+def news2_of(reading: Reading) -> News2:
+    """NEWS2 of one reading's own values (absent ones missing)."""
+    return news2(
+        rr=reading.rr, spo2=reading.spo2, on_oxygen=reading.on_oxygen, sbp=reading.sbp,
+        hr=reading.hr, acvpu=reading.acvpu, temp=reading.temp, spo2_scale=reading.spo2_scale,
+    )

@@ -1,0 +1,277 @@
+"""The stateful scorer's core: a batch of `vitals` records in, `risk` and state records out.
+
+A batch is applied in rounds: round k steps the k-th reading of every patient in the batch
+together, in one batched model call, so many patients cost one tensor step and several
+readings of one patient are applied in order. Each patient's readings are applied in
+arrival (offset) order; one older than the patient's last applied event time is late and
+goes to the dead-letter topic. Applying in arrival order, not re-sorting inside a poll, keeps
+the output independent of how records happen to be batched, which is what makes a crashed
+and restarted scorer produce exactly the stream an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from prometheus_client import Counter, Gauge, Histogram
+
+from ingest import VITALS, Reading, Reason, decode_reading
+from inference.features import MAX_DELTA_HOURS, MS_PER_HOUR, N_FEATURES
+from inference.model import RiskModel
+from inference.news2 import news2
+from inference.state.changelog import CONTENT_TYPE, encode_row
+from inference.state.recovery import restore_partition
+from inference.state.table import NEVER, StateTable
+from runtime.metrics import FAST_BUCKETS, LATENCY_BUCKETS, StreamMetrics
+from runtime.records import SCHEMA_VERSION, InRecord, OutRecord, dead_letter, json_record, tombstone
+from runtime.topics import RISK, SCORER_STATE, VITALS_DLQ
+from runtime.topics import VITALS as VITALS_TOPIC
+
+log = logging.getLogger(__name__)
+
+STAGE = "score"
+_VITAL_COLUMNS = tuple(enumerate(VITALS))
+EVICTION_CHECK_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerSettings:
+    idle_timeout_ms: int = 24 * 3_600_000  # a patient silent this long starts afresh (discharged)
+    news2_max_age_ms: int = 4 * 3_600_000  # carried-forward values older than this do not count
+
+
+class ScorerMetrics:
+    def __init__(self, stream: StreamMetrics) -> None:
+        r = stream.registry
+        self.inference_seconds = Histogram(
+            "wardwatch_inference_duration_seconds", "One batched model step", ["stage"], buckets=FAST_BUCKETS, registry=r
+        ).labels(STAGE)
+        self.event_to_score = Histogram(
+            "wardwatch_event_to_score_seconds",
+            "From a reading's arrival in vitals.raw to its risk score",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        ).labels(STAGE)
+        self.active_patients = Gauge("wardwatch_active_patients", "Patients with state in this process", ["stage"], registry=r).labels(STAGE)
+        self.evictions = Counter("wardwatch_evictions", "Idle patients evicted", ["stage"], registry=r).labels(STAGE)
+        self.discarded = Counter(
+            "wardwatch_state_discarded", "Restored state rows not reused", ["stage", "reason"], registry=r
+        )
+
+
+class ScorerProcessor:
+    """Scores every reading with the recurrent model and NEWS2, keeping per-patient state."""
+
+    stage = STAGE
+    input_topics = (VITALS_TOPIC,)
+    output_topics = (RISK, SCORER_STATE, VITALS_DLQ)
+    changelog_topic = SCORER_STATE
+
+    def __init__(
+        self,
+        model: RiskModel,
+        model_version: str,
+        metrics: StreamMetrics,
+        settings: ScorerSettings = ScorerSettings(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.model = model.eval()
+        self.model_version = model_version
+        self.metrics = metrics
+        self.scorer_metrics = ScorerMetrics(metrics)
+        self.settings = settings
+        self.clock = clock
+        self.table = StateTable(model.state_size)
+        self.stream_time: dict[int, int] = {}
+        self._last_eviction: dict[int, int] = {}
+        self._state_headers = [("content-type", CONTENT_TYPE), ("schema-version", SCHEMA_VERSION), ("model", model_version.encode())]
+
+    # -- state lifecycle -------------------------------------------------------------------
+    def restore(self, partition: int, changelog: Iterable[tuple[bytes, bytes | None]]) -> None:
+        result = restore_partition(self.table, partition, changelog, self.model_version)
+        if result.discarded_other_model:
+            self.scorer_metrics.discarded.labels(STAGE, "model_version").inc(result.discarded_other_model)
+        if result.corrupt:
+            self.scorer_metrics.discarded.labels(STAGE, "corrupt").inc(result.corrupt)
+        rows = [self.table.rows[p] for p in self.table.patients_in([partition])]
+        self.stream_time[partition] = int(self.table.last_ts[rows].max()) if rows else NEVER
+        self.scorer_metrics.active_patients.set(len(self.table))
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        partitions = list(partitions)
+        self.table.remove(self.table.patients_in(partitions))
+        for p in partitions:
+            self.stream_time.pop(p, None)
+            self._last_eviction.pop(p, None)
+        self.scorer_metrics.active_patients.set(len(self.table))
+
+    # -- the batch -------------------------------------------------------------------------
+    def process(self, records: Sequence[InRecord]) -> list[OutRecord]:
+        out: list[OutRecord] = []
+        by_patient: dict[str, list[tuple[InRecord, Reading]]] = {}
+        for record in records:
+            try:
+                reading = decode_reading(record.value)  # type: ignore[arg-type]
+            except (ValueError, TypeError) as exc:
+                self.metrics.reject(Reason.UNDECODABLE.value)
+                out.append(dead_letter(VITALS_DLQ, record, stage=STAGE, reason=Reason.UNDECODABLE.value, detail=f"not a reading: {exc}"))
+                continue
+            by_patient.setdefault(reading.patient_id, []).append((record, reading))
+
+        changed: dict[str, int] = {}  # patient id -> partition
+        queues = list(by_patient.items())
+        k = 0
+        while queues:
+            round_items = [(pid, items[k]) for pid, items in queues]
+            out.extend(self._round(round_items, changed))
+            k += 1
+            queues = [(pid, items) for pid, items in queues if len(items) > k]
+
+        for patient_id, partition in changed.items():
+            row = self.table.rows[patient_id]
+            out.append(
+                OutRecord(
+                    topic=SCORER_STATE,
+                    key=patient_id.encode(),
+                    value=encode_row(self.table, row, self.model_version),
+                    headers=self._state_headers,
+                    partition=partition,
+                )
+            )
+        out.extend(self._evict_idle({p for p in changed.values()}))
+        self.scorer_metrics.active_patients.set(len(self.table))
+        return out
+
+    def _round(self, items: list[tuple[str, tuple[InRecord, Reading]]], changed: dict[str, int]) -> list[OutRecord]:
+        """Apply one reading per patient, all patients in one model step."""
+        table = self.table
+        out: list[OutRecord] = []
+        rows: list[int] = []
+        applied: list[tuple[InRecord, Reading]] = []
+        for patient_id, (record, reading) in items:
+            row = table.row_of(patient_id, record.partition)
+            last = int(table.last_ts[row])
+            if last != NEVER and reading.ts_ms < last:
+                self.metrics.reject(Reason.LATE.value)
+                out.append(
+                    dead_letter(
+                        VITALS_DLQ, record, stage=STAGE, reason=Reason.LATE.value,
+                        detail=f"ts_ms={reading.ts_ms} is {last - reading.ts_ms} ms older than the last applied reading",
+                    )
+                )
+                continue
+            if last != NEVER and reading.ts_ms - last > self.settings.idle_timeout_ms:
+                table.reset(row)  # same outcome whether or not eviction already ran
+            rows.append(row)
+            applied.append((record, reading))
+        if not rows:
+            return out
+
+        n = len(rows)
+        idx = np.asarray(rows, dtype=np.int64)
+        values = np.zeros((n, N_FEATURES), dtype=np.float32)
+        mask = np.zeros((n, N_FEATURES), dtype=np.float32)
+        ts = np.empty(n, dtype=np.int64)
+        for i, (_record, r) in enumerate(applied):
+            ts[i] = r.ts_ms
+            for j, name in _VITAL_COLUMNS:
+                v = getattr(r, name)
+                if v is not None:
+                    values[i, j] = v
+                    mask[i, j] = 1.0
+            if r.on_oxygen is not None:
+                values[i, 6] = 1.0 if r.on_oxygen else 0.0
+                mask[i, 6] = 1.0
+            if r.acvpu is not None:
+                values[i, 7] = 0.0 if r.acvpu == "A" else 1.0
+                mask[i, 7] = 1.0
+        seen = table.seen_ts[idx]
+        known = seen != NEVER
+        delta = np.where(known, np.minimum((ts[:, None] - seen) / MS_PER_HOUR, MAX_DELTA_HOURS), MAX_DELTA_HOURS).astype(np.float32)
+        last_values = table.last_values[idx]
+        started = time.perf_counter()
+        with torch.inference_mode():
+            index = torch.from_numpy(idx)
+            state, logits = self.model.step(
+                table.hidden.index_select(0, index),
+                torch.from_numpy(values),
+                torch.from_numpy(mask),
+                torch.from_numpy(delta),
+                torch.from_numpy(last_values),
+                torch.from_numpy(known.astype(np.float32)),
+            )
+            table.hidden.index_copy_(0, index, state)
+            risks = torch.sigmoid(logits).numpy()
+        self.scorer_metrics.inference_seconds.observe(time.perf_counter() - started)
+
+        observed = mask > 0
+        table.last_values[idx] = np.where(observed, values, last_values)
+        table.seen_ts[idx] = np.where(observed, ts[:, None], seen)
+        table.last_ts[idx] = ts
+
+        now_ms = self.clock() * 1000.0
+        fresh_after = ts - self.settings.news2_max_age_ms
+        for i, (record, reading) in enumerate(applied):
+            row = rows[i]
+            table.last_offset[row] = record.offset
+            table.spo2_scale[row] = reading.spo2_scale
+            changed[reading.patient_id] = record.partition
+            partition_time = self.stream_time.get(record.partition, NEVER)
+            if reading.ts_ms > partition_time:
+                self.stream_time[record.partition] = reading.ts_ms
+            score = self._news2(row, int(fresh_after[i]))
+            out.append(
+                json_record(
+                    RISK,
+                    reading.patient_id,
+                    {
+                        "patient_id": reading.patient_id,
+                        "ts_ms": reading.ts_ms,
+                        "seq": reading.seq,
+                        "risk": round(float(risks[i]), 6),
+                        "news2": score.total,
+                        "news2_single3": score.single3,
+                        "news2_scores": score.scores,
+                        "model": self.model_version,
+                    },
+                    timestamp_ms=record.timestamp_ms,
+                )
+            )
+            self.scorer_metrics.event_to_score.observe(max(0.0, (now_ms - record.timestamp_ms) / 1000.0))
+        return out
+
+    def _news2(self, row: int, fresh_after_ms: int):  # noqa: ANN202 - News2
+        """NEWS2 from the patient's last known values that are recent enough to count."""
+        table = self.table
+        v = table.last_values[row]
+        fresh = table.seen_ts[row] >= fresh_after_ms
+
+        def get(j: int) -> float | None:
+            return float(v[j]) if fresh[j] else None
+
+        return news2(
+            hr=get(0), rr=get(1), spo2=get(2), temp=get(3), sbp=get(4),
+            on_oxygen=bool(v[6]) if fresh[6] else None,
+            acvpu=("A" if v[7] == 0 else "V") if fresh[7] else None,
+            spo2_scale=int(table.spo2_scale[row]),
+        )
+
+    def _evict_idle(self, partitions: set[int]) -> list[OutRecord]:
+        out: list[OutRecord] = []
+        for partition in partitions:
+            now = self.stream_time.get(partition, NEVER)
+            if now - self._last_eviction.get(partition, NEVER) < EVICTION_CHECK_MS:
+                continue
+            self._last_eviction[partition] = now
+            idle = self.table.idle(partition, now - self.settings.idle_timeout_ms)
+            if idle:
+                self.table.remove(idle)
+                self.scorer_metrics.evictions.inc(len(idle))
+                out.extend(tombstone(SCORER_STATE, patient_id, partition) for patient_id in idle)
+        return out

@@ -1,0 +1,33 @@
+"""ingest: the front door. Owns the reading contract, validation and the dead-letter reasons."""
+
+from ingest.contract import (
+    ACVPU_LEVELS,
+    ALL_FIELDS,
+    CONTENT_TYPE,
+    RANGES,
+    SCHEMA_VERSION,
+    UNITS,
+    VITALS,
+    Reading,
+    decode_reading,
+    encode_reading,
+)
+from ingest.validate import Limits, Reason, Rejected, parse_reading, validate_object
+
+__all__ = [
+    "ACVPU_LEVELS",
+    "ALL_FIELDS",
+    "CONTENT_TYPE",
+    "RANGES",
+    "SCHEMA_VERSION",
+    "UNITS",
+    "VITALS",
+    "Limits",
+    "Reading",
+    "Reason",
+    "Rejected",
+    "decode_reading",
+    "encode_reading",
+    "parse_reading",
+    "validate_object",
+]

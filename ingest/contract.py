@@ -1,0 +1,76 @@
+"""The reading contract: the one definition of a vital-signs reading every stage imports.
+
+Fields, units and accepted ranges follow DESIGN.md §2. A `Reading` is what travels on the
+`vitals` topic; `encode_reading`/`decode_reading` are its JSON codec.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from typing import Final
+
+SCHEMA_VERSION: Final = "1"
+CONTENT_TYPE: Final = "application/json"
+
+# Numeric vitals, in the order every array-shaped consumer (the model, the state table) uses.
+VITALS: Final = ("hr", "rr", "spo2", "temp", "sbp", "dbp")
+
+UNITS: Final = {
+    "hr": "beats/min",
+    "rr": "breaths/min",
+    "spo2": "%",
+    "temp": "°C",
+    "sbp": "mmHg",
+    "dbp": "mmHg",
+}
+
+# Accepted physiological ranges at ingest, inclusive (DESIGN.md §2).
+RANGES: Final = {
+    "hr": (20.0, 300.0),
+    "rr": (2.0, 80.0),
+    "spo2": (50.0, 100.0),
+    "temp": (25.0, 45.0),
+    "sbp": (40.0, 300.0),
+    "dbp": (20.0, 200.0),
+}
+
+ACVPU_LEVELS: Final = ("A", "C", "V", "P", "U")
+SPO2_SCALES: Final = (1, 2)
+
+REQUIRED: Final = ("patient_id", "device_id", "seq", "ts_ms")
+OPTIONAL: Final = (*VITALS, "on_oxygen", "acvpu", "spo2_scale")
+ALL_FIELDS: Final = (*REQUIRED, *OPTIONAL)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One validated, normalised device reading. Absent vitals are None, never a sentinel."""
+
+    patient_id: str
+    device_id: str
+    seq: int
+    ts_ms: int
+    hr: float | None = None
+    rr: float | None = None
+    spo2: float | None = None
+    temp: float | None = None
+    sbp: float | None = None
+    dbp: float | None = None
+    on_oxygen: bool | None = None
+    acvpu: str | None = None
+    spo2_scale: int = 1
+
+    def to_dict(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def encode_reading(reading: Reading) -> bytes:
+    """The `vitals` topic's JSON encoding (compact, field order fixed)."""
+    return json.dumps(reading.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode_reading(data: bytes | str) -> Reading:
+    """Decode a record already validated by ingest (the `vitals` topic); no re-validation."""
+    obj = json.loads(data)
+    return Reading(**{name: obj.get(name) for name in ALL_FIELDS if name in obj})

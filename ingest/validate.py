@@ -1,0 +1,170 @@
+"""Validation of untrusted device readings: bytes in, a `Reading` or a precise reject out.
+
+Policy (documented in the README):
+- Unknown fields are rejected (`unknown_field`): a misspelt vital ("sp02") must not be read
+  as an absent one.
+- Numbers must be finite JSON numbers (booleans are not numbers); vitals are rounded to 0.1.
+- Timestamps must lie within [now - max_age, now + max_future] of the ingest clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ingest.contract import ACVPU_LEVELS, ALL_FIELDS, RANGES, SPO2_SCALES, VITALS, Reading
+
+MAX_PAYLOAD_BYTES = 16 * 1024
+MAX_ID_LENGTH = 128
+DEFAULT_MAX_FUTURE_MS = 5 * 60 * 1000  # device clocks drift; five minutes is generous
+DEFAULT_MAX_AGE_MS = 7 * 24 * 3600 * 1000  # store-and-forward devices upload late, not this late
+
+
+class Reason(StrEnum):
+    """Why a record was rejected; the value is the `reason` header on `vitals.dlq`."""
+
+    UNDECODABLE = "undecodable"
+    TOO_LARGE = "too_large"
+    NOT_OBJECT = "not_object"
+    MISSING_FIELD = "missing_field"
+    UNKNOWN_FIELD = "unknown_field"
+    WRONG_TYPE = "wrong_type"
+    NOT_FINITE = "not_finite"
+    OUT_OF_RANGE = "out_of_range"
+    UNKNOWN_ACVPU = "unknown_acvpu"
+    TS_FUTURE = "ts_future"
+    TS_PAST = "ts_past"
+    LATE = "late"  # set by the scorer: older than the patient's last applied event time
+    DUPLICATE = "duplicate"
+    UNSUPPORTED_FHIR = "unsupported_fhir"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected(Exception):
+    """A record that failed validation: the reason code plus one line a person can act on."""
+
+    reason: Reason
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS
+    max_age_ms: int = DEFAULT_MAX_AGE_MS
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+
+
+def parse_reading(raw: bytes | None, now_ms: int, limits: Limits = Limits()) -> Reading:
+    """Decode and validate one raw record; raises `Rejected` with the first problem found."""
+    if raw is None:
+        raise Rejected(Reason.UNDECODABLE, "record has no value (null)")
+    if len(raw) > limits.max_payload_bytes:
+        raise Rejected(Reason.TOO_LARGE, f"payload is {len(raw)} bytes, limit {limits.max_payload_bytes}")
+    try:
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except _NonFinite as exc:
+        raise Rejected(Reason.NOT_FINITE, f"JSON constant {exc.args[0]} is not a finite number") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Rejected(Reason.UNDECODABLE, f"not UTF-8 JSON: {exc}") from None
+    return validate_object(obj, now_ms, limits)
+
+
+def validate_object(obj: Any, now_ms: int, limits: Limits = Limits()) -> Reading:
+    """Validate an already-decoded JSON value against the reading contract."""
+    if not isinstance(obj, dict):
+        raise Rejected(Reason.NOT_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - set(ALL_FIELDS))
+    if unknown:
+        raise Rejected(Reason.UNKNOWN_FIELD, f"unknown field(s) {', '.join(map(repr, unknown))}")
+    for name in ("patient_id", "device_id", "seq", "ts_ms"):
+        if obj.get(name) is None:
+            raise Rejected(Reason.MISSING_FIELD, f"{name} is required")
+
+    patient_id = _identifier(obj, "patient_id")
+    device_id = _identifier(obj, "device_id")
+    seq = _integer(obj, "seq", minimum=0)
+    ts_ms = _integer(obj, "ts_ms", minimum=0)
+    if ts_ms > now_ms + limits.max_future_ms:
+        raise Rejected(Reason.TS_FUTURE, f"ts_ms={ts_ms} is {(ts_ms - now_ms) // 1000}s ahead of the ingest clock")
+    if ts_ms < now_ms - limits.max_age_ms:
+        raise Rejected(Reason.TS_PAST, f"ts_ms={ts_ms} is older than {limits.max_age_ms // 3_600_000}h")
+
+    vitals = {name: _vital(obj, name) for name in VITALS}
+    on_oxygen = obj.get("on_oxygen")
+    if on_oxygen is not None and not isinstance(on_oxygen, bool):
+        raise Rejected(Reason.WRONG_TYPE, f"on_oxygen={on_oxygen!r}, expected true, false or null")
+    acvpu = obj.get("acvpu")
+    if acvpu is not None:
+        if not isinstance(acvpu, str):
+            raise Rejected(Reason.WRONG_TYPE, f"acvpu={acvpu!r}, expected one of {'/'.join(ACVPU_LEVELS)}")
+        acvpu = acvpu.strip().upper()
+        if acvpu not in ACVPU_LEVELS:
+            raise Rejected(Reason.UNKNOWN_ACVPU, f"acvpu={obj['acvpu']!r}, expected one of {'/'.join(ACVPU_LEVELS)}")
+    scale = obj.get("spo2_scale", 1)
+    if scale is None:
+        scale = 1
+    if isinstance(scale, bool) or scale not in SPO2_SCALES:
+        raise Rejected(Reason.WRONG_TYPE, f"spo2_scale={scale!r}, expected 1 or 2")
+    return Reading(
+        patient_id=patient_id,
+        device_id=device_id,
+        seq=seq,
+        ts_ms=ts_ms,
+        on_oxygen=on_oxygen,
+        acvpu=acvpu,
+        spo2_scale=int(scale),
+        **vitals,
+    )
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def _identifier(obj: dict[str, Any], name: str) -> str:
+    value = obj[name]
+    if not isinstance(value, str):
+        raise Rejected(Reason.WRONG_TYPE, f"{name}={value!r}, expected a string")
+    value = value.strip()
+    if not value or len(value) > MAX_ID_LENGTH or not value.isprintable():
+        raise Rejected(Reason.WRONG_TYPE, f"{name} must be 1-{MAX_ID_LENGTH} printable characters")
+    return value
+
+
+def _integer(obj: dict[str, Any], name: str, minimum: int) -> int:
+    value = obj[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Rejected(Reason.WRONG_TYPE, f"{name}={value!r}, expected an integer")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise Rejected(Reason.NOT_FINITE, f"{name}={value!r} is not finite")
+        if not value.is_integer():
+            raise Rejected(Reason.WRONG_TYPE, f"{name}={value!r}, expected an integer")
+        value = int(value)
+    if value < minimum:
+        raise Rejected(Reason.OUT_OF_RANGE, f"{name}={value} is below {minimum}")
+    return value
+
+
+def _vital(obj: dict[str, Any], name: str) -> float | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Rejected(Reason.WRONG_TYPE, f"{name}={value!r}, expected a number or null")
+    if not math.isfinite(value):
+        raise Rejected(Reason.NOT_FINITE, f"{name}={value!r} is not finite")
+    low, high = RANGES[name]
+    if not low <= value <= high:
+        raise Rejected(Reason.OUT_OF_RANGE, f"{name}={value} outside the accepted range {low:g}-{high:g}")
+    return round(float(value), 1)

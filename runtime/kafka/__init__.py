@@ -1,0 +1,1 @@
+"""Kafka plumbing: clients, topic admin, changelog restore and the transactional loop."""

@@ -1,0 +1,262 @@
+"""The transactional consume-transform-produce loop: the thin shell around a stage's core.
+
+poll -> core.process(batch) -> produce outputs -> send offsets -> commit, all in one Kafka
+transaction (exactly-once, DESIGN.md §3). Partition assignment restores state from the
+changelog before any record of that partition is processed; revocation drops it. An aborted
+transaction rewinds: state is rebuilt from the changelog and the consumer seeks back to the
+committed offsets, so the retry sees exactly what the failed attempt saw.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.errors import (
+    AuthorizationError,
+    InvalidProducerEpochError,
+    KafkaError,
+    ProducerFencedError,
+    UnsupportedVersionError,
+)
+from kafka.structs import OffsetAndMetadata
+
+from runtime.config import StreamConfig
+from runtime.kafka import clients
+from runtime.kafka.admin import ensure_topics
+from runtime.kafka.changelog import read_changelog
+from runtime.metrics import StreamMetrics
+from runtime.processor import Processor
+from runtime.records import InRecord, OutRecord
+from runtime.topics import specs
+
+log = logging.getLogger(__name__)
+
+FATAL = (ProducerFencedError, InvalidProducerEpochError, AuthorizationError, UnsupportedVersionError)
+
+
+class FatalStreamError(RuntimeError):
+    """The process can no longer take part safely (fenced by a newer instance, say)."""
+
+
+class StreamLoop:
+    """Runs one `Processor` against Kafka until `stop` is set."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        config: StreamConfig,
+        metrics: StreamMetrics,
+        stop: threading.Event,
+        *,
+        assignors: Sequence[Any] | None = None,
+    ) -> None:
+        self.processor = processor
+        self.config = config
+        self.metrics = metrics
+        self.stop = stop
+        self.stage = processor.stage
+        self.assignors = assignors
+        self.owned: set[int] = set()
+        self._last_lag_update = 0.0
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._positions: dict[TopicPartition, int] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def run(self) -> None:
+        cfg = self.config
+        topics = {*self.processor.input_topics, *self.processor.output_topics}
+        if self.processor.changelog_topic:
+            topics.add(self.processor.changelog_topic)
+        clients.wait_for_broker(cfg.bootstrap_servers)
+        ensure_topics(cfg.bootstrap_servers, specs(*sorted(topics)), cfg.partitions, cfg.replication_factor, cfg.topic_prefix)
+        group = cfg.group(self.stage)
+        extra: dict[str, Any] = {}
+        if self.assignors:
+            extra["partition_assignment_strategy"] = list(self.assignors)
+        self._consumer = clients.consumer(
+            cfg.bootstrap_servers,
+            client_id=f"{group}-consumer",
+            group_id=group,
+            max_poll_records=cfg.max_poll_records,
+            **extra,
+        )
+        self._producer = clients.producer(
+            cfg.bootstrap_servers,
+            client_id=f"{group}-producer",
+            transactional_id=cfg.transactional_id(self.stage),
+            transaction_timeout_ms=cfg.transaction_timeout_ms,
+        )
+        try:
+            self._producer.init_transactions()
+            inputs = [cfg.topic(t) for t in self.processor.input_topics]
+            self._consumer.subscribe(topics=inputs, listener=_Rebalance(self))
+            log.info("stream started stage=%s group=%s inputs=%s", self.stage, group, ",".join(self.processor.input_topics))
+            while not self.stop.is_set():
+                self._step()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception as exc:  # closing must not hide the reason we are closing
+                log.warning("consumer close failed error=%r", exc)
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=5)
+            except Exception as exc:
+                log.warning("producer close failed error=%r", exc)
+        log.info("stream stopped stage=%s", self.stage)
+
+    # -- one batch ---------------------------------------------------------------------------
+    def _step(self) -> None:
+        polled = self._consumer.poll(timeout_ms=self.config.commit_interval_ms, max_records=self.config.max_poll_records)
+        prefix = self.config.topic_prefix
+        records: list[InRecord] = []
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, batch in polled.items():
+            for r in batch:
+                records.append(
+                    InRecord(
+                        topic=r.topic[len(prefix) :],
+                        partition=r.partition,
+                        offset=r.offset,
+                        key=r.key,
+                        value=r.value,
+                        timestamp_ms=r.timestamp,
+                        headers=list(r.headers or []),
+                    )
+                )
+            if batch:
+                offsets[tp] = OffsetAndMetadata(batch[-1].offset + 1, "", -1)
+                self._positions[tp] = batch[-1].offset + 1
+                self.metrics.records_in.labels(self.stage, tp.topic[len(prefix) :]).inc(len(batch))
+        self._update_lag()
+        if not records:
+            return
+        started = time.perf_counter()
+        outputs = self.processor.process(records)
+        self.metrics.batch_seconds.labels(self.stage).observe(time.perf_counter() - started)
+        self.metrics.batch_size.labels(self.stage).observe(len(records))
+        self._commit(outputs, offsets)
+
+    def _commit(self, outputs: list[OutRecord], offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        producer = self._producer
+        started = time.perf_counter()
+        try:
+            producer.begin_transaction()
+            for out in outputs:
+                producer.send(
+                    self.config.topic_prefix + out.topic,
+                    key=out.key,
+                    value=out.value,
+                    headers=out.headers,
+                    partition=out.partition,
+                    timestamp_ms=out.timestamp_ms,
+                )
+            producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
+            producer.commit_transaction()
+        except FATAL as exc:
+            self.metrics.transactions.labels(self.stage, "aborted").inc()
+            raise FatalStreamError(f"{self.stage}: producer can no longer commit ({exc!r}); restart the process") from exc
+        except KafkaError as exc:
+            self.metrics.transactions.labels(self.stage, "aborted").inc()
+            log.warning("transaction aborted stage=%s records=%d error=%r", self.stage, len(outputs), exc)
+            try:
+                producer.abort_transaction()
+            except FATAL as fatal:
+                raise FatalStreamError(f"{self.stage}: cannot abort transaction ({fatal!r})") from fatal
+            except KafkaError as abort_exc:
+                raise FatalStreamError(f"{self.stage}: cannot abort transaction ({abort_exc!r})") from abort_exc
+            self._rewind()
+            return
+        self.metrics.transactions.labels(self.stage, "committed").inc()
+        self.metrics.commit_seconds.labels(self.stage).observe(time.perf_counter() - started)
+        counts: dict[str, int] = {}
+        for out in outputs:
+            counts[out.topic] = counts.get(out.topic, 0) + 1
+        for topic, n in counts.items():
+            self.metrics.records_out.labels(self.stage, topic).inc(n)
+
+    def _rewind(self) -> None:
+        """After an abort: rebuild state from the changelog and re-read from committed offsets."""
+        owned = sorted(self.owned)
+        self.processor.drop(owned)
+        self.restore(owned)
+        for tp in self._consumer.assignment():
+            committed = self._consumer.committed(tp)
+            if committed is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+
+    # -- rebalance ---------------------------------------------------------------------------
+    def assigned(self, tps: list[TopicPartition]) -> None:
+        new = sorted({tp.partition for tp in tps} - self.owned)
+        self.metrics.rebalances.labels(self.stage, "assigned").inc()
+        self.owned |= set(new)
+        self.metrics.assigned.labels(self.stage).set(len(self.owned))
+        self.restore(new)
+        log.info("partitions assigned stage=%s partitions=%s owned=%s", self.stage, new, sorted(self.owned))
+
+    def revoked(self, tps: list[TopicPartition]) -> None:
+        gone = sorted({tp.partition for tp in tps} & self.owned)
+        for tp in tps:
+            self._positions.pop(tp, None)
+            try:
+                self.metrics.lag.remove(self.stage, tp.topic, str(tp.partition))
+            except KeyError:
+                pass
+        self.metrics.rebalances.labels(self.stage, "revoked").inc()
+        self.processor.drop(gone)
+        self.owned -= set(gone)
+        self.metrics.assigned.labels(self.stage).set(len(self.owned))
+        log.info("partitions revoked stage=%s partitions=%s", self.stage, gone)
+
+    def restore(self, partitions: list[int]) -> None:
+        topic = self.processor.changelog_topic
+        if not topic or not partitions:
+            return
+        started = time.perf_counter()
+        count = 0
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
+        for partition, key, value in read_changelog(
+            self.config.bootstrap_servers, self.config.topic(topic), partitions, client_id=self.config.group(self.stage)
+        ):
+            by_partition[partition].append((key, value))
+            count += 1
+        for partition, entries in by_partition.items():
+            self.processor.restore(partition, entries)
+        elapsed = time.perf_counter() - started
+        self.metrics.restore_seconds.labels(self.stage).observe(elapsed)
+        self.metrics.restore_records.labels(self.stage).inc(count)
+        log.info("state restored stage=%s partitions=%s records=%d seconds=%.3f", self.stage, partitions, count, elapsed)
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag_update < 1.0:
+            return
+        self._last_lag_update = now
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            position = self._positions.get(tp)
+            if high is not None and position is not None:
+                self.metrics.lag.labels(self.stage, tp.topic, str(tp.partition)).set(max(0, high - position))
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, loop: StreamLoop) -> None:
+        self.loop = loop
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.loop.revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.loop.assigned(list(assigned))

@@ -1,0 +1,85 @@
+"""Prometheus metrics: one registry per process, names `wardwatch_<what>_<unit>`.
+
+Labels are low-cardinality (stage, topic, partition, reason, severity, status) and never a
+patient id.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    start_http_server,
+)
+
+log = logging.getLogger(__name__)
+
+# Batches take milliseconds; restores and event-to-score latency up to seconds.
+FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+@dataclass
+class StreamMetrics:
+    """The metrics every stream stage exports; stage-specific ones are added by the stage."""
+
+    registry: CollectorRegistry
+    stage: str
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.records_in = Counter("wardwatch_records_in", "Records consumed", ["stage", "topic"], registry=r)
+        self.records_out = Counter("wardwatch_records_out", "Records produced", ["stage", "topic"], registry=r)
+        self.rejects = Counter("wardwatch_rejects", "Records sent to the dead-letter topic", ["stage", "reason"], registry=r)
+        self.batch_size = Histogram(
+            "wardwatch_batch_size_records", "Records per processed batch", ["stage"], buckets=SIZE_BUCKETS, registry=r
+        )
+        self.batch_seconds = Histogram(
+            "wardwatch_batch_duration_seconds", "Time to process one batch (core only)", ["stage"], buckets=FAST_BUCKETS, registry=r
+        )
+        self.transactions = Counter(
+            "wardwatch_transactions", "Kafka transactions by outcome", ["stage", "result"], registry=r
+        )
+        self.commit_seconds = Histogram(
+            "wardwatch_commit_duration_seconds", "Time to commit one transaction", ["stage"], buckets=FAST_BUCKETS, registry=r
+        )
+        self.lag = Gauge("wardwatch_consumer_lag_records", "Records behind the log end", ["stage", "topic", "partition"], registry=r)
+        self.rebalances = Counter("wardwatch_rebalances", "Partition assignment changes", ["stage", "kind"], registry=r)
+        self.assigned = Gauge("wardwatch_assigned_partitions", "Input partitions this process owns", ["stage"], registry=r)
+        self.restore_seconds = Histogram(
+            "wardwatch_restore_duration_seconds", "Time to restore state from the changelog", ["stage"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.restore_records = Counter("wardwatch_restore_records", "Changelog records replayed in restores", ["stage"], registry=r)
+        self.build = Info("wardwatch_build", "Build and model version", registry=r)
+        # Children are created up front so every series is visible from the first scrape.
+        for result in ("committed", "aborted"):
+            self.transactions.labels(self.stage, result)
+        self.batch_size.labels(self.stage)
+        self.batch_seconds.labels(self.stage)
+
+    def reject(self, reason: str) -> None:
+        self.rejects.labels(self.stage, reason).inc()
+
+
+def new_registry() -> CollectorRegistry:
+    """A fresh registry; `_created` series are dropped to keep the exposition small."""
+    disable_created_metrics()
+    return CollectorRegistry(auto_describe=True)
+
+
+def serve(registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> int | None:
+    """Serve /metrics for `registry`; returns the bound port (port 0 picks a free one)."""
+    if port < 0:
+        return None
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    bound = server.server_address[1]
+    log.info("metrics serving url=http://%s:%d/metrics", "127.0.0.1" if host == "0.0.0.0" else host, bound)
+    return bound

@@ -1,0 +1,34 @@
+"""What a stage's core looks like to the shell that runs it (Kafka loop or file mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from runtime.records import InRecord, OutRecord
+
+
+class Processor(Protocol):
+    """A pure consume-transform-produce core: records in, records out, state kept inside.
+
+    The shell guarantees that `process` sees each partition's records in offset order, that
+    `restore` runs for a partition before any of its records are processed, and that the
+    outputs of one `process` call commit atomically with the consumed offsets.
+    """
+
+    stage: str
+    input_topics: tuple[str, ...]
+    output_topics: tuple[str, ...]
+    changelog_topic: str | None
+
+    def restore(self, partition: int, changelog: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Rebuild the state of `partition` from its changelog (key, value) records, oldest first."""
+        ...
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Forget the state of partitions this process no longer owns."""
+        ...
+
+    def process(self, records: Sequence[InRecord]) -> list[OutRecord]:
+        """Transform one batch; outputs include changelog records for changed state."""
+        ...

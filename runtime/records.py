@@ -1,0 +1,97 @@
+"""The records a stage's core sees and emits, free of any Kafka client type."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+Headers = list[tuple[str, bytes]]
+
+CONTENT_TYPE_JSON: Final = b"application/json"
+SCHEMA_VERSION: Final = b"1"
+JSON_HEADERS: Final[Headers] = [("content-type", CONTENT_TYPE_JSON), ("schema-version", SCHEMA_VERSION)]
+
+
+@dataclass(frozen=True, slots=True)
+class InRecord:
+    """One consumed record: where it came from and its raw bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One record to produce. `partition` pins co-partitioned state to its input's partition."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+    partition: int | None = None
+    timestamp_ms: int | None = None
+
+
+def to_json(obj: Any) -> bytes:
+    """Compact UTF-8 JSON; NaN and infinity are refused (they are not JSON)."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def json_record(
+    topic: str,
+    key: str | None,
+    value: Any,
+    *,
+    partition: int | None = None,
+    timestamp_ms: int | None = None,
+) -> OutRecord:
+    """A JSON record with the contract's `content-type` and `schema-version` headers."""
+    return OutRecord(
+        topic=topic,
+        key=key.encode() if key is not None else None,
+        value=to_json(value),
+        headers=list(JSON_HEADERS),
+        partition=partition,
+        timestamp_ms=timestamp_ms,
+    )
+
+
+def tombstone(topic: str, key: str, partition: int | None = None) -> OutRecord:
+    """A null value: deletes `key` from a compacted topic."""
+    return OutRecord(topic=topic, key=key.encode(), value=None, headers=[], partition=partition)
+
+
+def dead_letter(
+    topic: str, source: InRecord, *, stage: str, reason: str, detail: str, key: str | None = None
+) -> OutRecord:
+    """The rejected bytes as they arrived, with why, where and from what in headers."""
+    return OutRecord(
+        topic=topic,
+        key=key.encode() if key is not None else source.key,
+        value=source.value,
+        headers=[
+            ("reason", reason.encode()),
+            ("detail", detail.encode("utf-8", "replace")[:1024]),
+            ("stage", stage.encode()),
+            ("source-topic", source.topic.encode()),
+            ("source-partition", str(source.partition).encode()),
+            ("source-offset", str(source.offset).encode()),
+            ("schema-version", SCHEMA_VERSION),
+        ],
+        partition=None,
+        timestamp_ms=source.timestamp_ms,
+    )
+
+
+def header(record: InRecord | OutRecord, name: str) -> str | None:
+    """The first header called `name`, decoded, or None."""
+    for key, value in record.headers:
+        if key == name:
+            return value.decode("utf-8", "replace") if value is not None else None
+    return None

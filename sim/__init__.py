@@ -1,0 +1,1 @@
+"""sim: simulated patients and their wearables, with ground-truth deterioration events."""

@@ -1,0 +1,100 @@
+"""Live mode: replay a cohort into `vitals.raw` at real time or `speed` times faster.
+
+Event time is the devices' own clock. With speed S over a stay of H hours the cohort starts
+H·(1 − 1/S) hours in the past, so event time never runs ahead of the wall clock (ingest
+rejects readings from the future) and ends at "now". Ground-truth events go to `sim.events`
+when their time comes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from runtime.kafka import clients
+from runtime.records import JSON_HEADERS, to_json
+from runtime.topics import SIM_EVENTS, VITALS_RAW
+from sim.cohort import Cohort
+
+log = logging.getLogger(__name__)
+
+# Malformed payloads a real device fleet sends now and then; the pipeline must dead-letter them.
+BAD_PAYLOADS: tuple[bytes, ...] = (
+    b"\xff\xfe not json",
+    b'{"patient_id": "P00000", "device_id": "D00000", "seq": 1}',  # no ts_ms
+    b'{"patient_id": "P00000", "device_id": "D00000", "seq": 1, "ts_ms": "yesterday"}',
+    b"[1, 2, 3]",
+)
+
+
+def live_start_ms(hours: float, speed: float, now_ms: int | None = None) -> int:
+    """Event-time start so that a replay at `speed` ends at the wall clock, never ahead of it."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    if speed <= 0:  # as fast as possible: the whole stay lies in the past
+        return now_ms - int(hours * 3_600_000)
+    return now_ms - int(hours * 3_600_000 * (1.0 - 1.0 / speed))
+
+
+def payloads(cohort: Cohort, bad_rate: float, seed: int) -> Iterator[tuple[str | None, int, bytes]]:
+    """(key, event ts_ms, value) in delivery order, with malformed payloads mixed in."""
+    rng = np.random.default_rng(seed + 7919)
+    for reading in cohort.readings:
+        ts = int(reading["ts_ms"])  # type: ignore[arg-type]
+        if bad_rate > 0 and rng.random() < bad_rate:
+            yield str(reading["patient_id"]), ts, BAD_PAYLOADS[int(rng.integers(len(BAD_PAYLOADS)))]
+        yield str(reading["patient_id"]), ts, to_json(reading)
+
+
+def run_live(
+    cohort: Cohort,
+    bootstrap: str,
+    *,
+    speed: float,
+    stop: threading.Event,
+    bad_rate: float = 0.0,
+    on_sent: Callable[[int], None] | None = None,
+    topic_prefix: str = "",
+) -> int:
+    """Produce the cohort paced by event time; returns the number of records sent."""
+    producer = clients.producer(bootstrap, client_id="wardwatch-sim", linger_ms=20)
+    events = sorted(cohort.events, key=lambda e: e.event_ts_ms)
+    next_event = 0
+    sent = 0
+    t0_wall = time.monotonic()
+    t0_event = cohort.config.start_ms
+    try:
+        for key, ts, value in payloads(cohort, bad_rate, cohort.config.seed):
+            if stop.is_set():
+                break
+            if speed > 0:
+                delay = (ts - t0_event) / 1000.0 / speed - (time.monotonic() - t0_wall)
+                if delay > 0 and stop.wait(delay):
+                    break
+            while next_event < len(events) and events[next_event].event_ts_ms <= ts:
+                e = events[next_event]
+                producer.send(topic_prefix + SIM_EVENTS, key=e.patient_id.encode(), value=to_json(
+                    {"patient_id": e.patient_id, "event_ts_ms": e.event_ts_ms, "scenario": e.scenario}), headers=list(JSON_HEADERS))
+                next_event += 1
+            producer.send(topic_prefix + VITALS_RAW, key=key.encode() if key else None, value=value, headers=list(JSON_HEADERS), timestamp_ms=None)
+            sent += 1
+            if on_sent is not None:
+                on_sent(1)
+        producer.flush()
+    finally:
+        producer.close(timeout=10)
+    log.info("sim finished records=%d", sent)
+    return sent
+
+
+def write_jsonl(cohort: Cohort, path: str, bad_rate: float = 0.0) -> int:
+    """The same payloads as live mode, to a JSONL file (one raw record per line)."""
+    n = 0
+    with open(path, "wb") as f:
+        for _key, _ts, value in payloads(cohort, bad_rate, cohort.config.seed):
+            f.write(value.replace(b"\n", b" ") + b"\n")
+            n += 1
+    return n

@@ -1,0 +1,113 @@
+"""Shared fixtures. The broker comes from exactly one place: `kafka_bootstrap`.
+
+Order: KAFKA_BOOTSTRAP_SERVERS if set; else testcontainers (apache/kafka, KRaft) if a Docker
+daemon answers; else the local launcher (real Apache Kafka from the Maven-resolved jars).
+No broker means the Kafka tests fail with the reason; they never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+KAFKA_IMAGE = "apache/kafka:4.1.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a real Apache Kafka broker for this test session."""
+    from runtime.kafka.clients import wait_for_broker
+
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        try:
+            wait_for_broker(configured, timeout_s=30)
+        except TimeoutError as exc:
+            pytest.fail(f"KAFKA_BOOTSTRAP_SERVERS={configured} does not answer: {exc}")
+        yield configured
+        return
+
+    problems: list[str] = []
+    if _docker_answers():
+        try:
+            from testcontainers.core.container import DockerContainer
+
+            port = _free_port()
+            container = (
+                DockerContainer(KAFKA_IMAGE)
+                .with_bind_ports(port, port)
+                .with_env("KAFKA_NODE_ID", "1")
+                .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
+                .with_env("KAFKA_LISTENERS", f"PLAINTEXT://0.0.0.0:{port},CONTROLLER://0.0.0.0:9093")
+                .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://127.0.0.1:{port}")
+                .with_env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT")
+                .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+                .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
+                .with_env("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT")
+                .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+                .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+                .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+                .with_env("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR", "1")
+                .with_env("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR", "1")
+                .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+                .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+                .with_env("KAFKA_HEAP_OPTS", "-Xmx512m -Xms256m")
+                .with_env("CLUSTER_ID", "4L6g3nShT-eMCtK--X86sw")
+            )
+            container.start()
+            bootstrap = f"127.0.0.1:{port}"
+            try:
+                wait_for_broker(bootstrap, timeout_s=90)
+                yield bootstrap
+            finally:
+                container.stop()
+            return
+        except Exception as exc:  # fall through to the local launcher, remembering why
+            problems.append(f"testcontainers: {exc}")
+
+    from wardwatch.broker import BrokerError, LocalBroker
+
+    broker = LocalBroker(port=_free_port(), home=tmp_path_factory.mktemp("kafka"))
+    try:
+        bootstrap = broker.start()
+    except BrokerError as exc:
+        problems.append(f"local launcher: {exc}")
+        pytest.fail("no Kafka broker for the integration tests (set KAFKA_BOOTSTRAP_SERVERS, run Docker, "
+                    "or install Java 17 + Maven): " + "; ".join(problems))
+    try:
+        yield bootstrap
+    finally:
+        broker.stop(purge=True)
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A unique topic/group prefix: each test gets its own pipeline on the shared broker."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

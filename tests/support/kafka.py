@@ -1,0 +1,123 @@
+"""Test helpers that talk to the real broker: spawn services, produce, read committed output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Service:
+    """A wardwatch service running as its own process (as in production)."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no final commit."""
+        if self.alive():
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def spawn(name: str, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> Service:
+    """Start `python -m wardwatch <args>` with its output in workdir/<name>.log."""
+    log_path = workdir / f"{name}.log"
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    handle = open(log_path, "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wardwatch", *args], stdout=handle, stderr=subprocess.STDOUT, env=full_env, cwd=REPO
+    )
+    return Service(name, process, log_path)
+
+
+def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    n = 0
+    for key, value in items:
+        producer.send(topic, key=key, value=value)
+        n += 1
+    producer.flush()
+    producer.close()
+    return n
+
+
+@dataclass(frozen=True)
+class Consumed:
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+    partition: int
+    offset: int
+
+    def json(self) -> Any:
+        return json.loads(self.value) if self.value is not None else None
+
+
+def read_committed(bootstrap: str, topic: str, *, expect: int | None = None, timeout_s: float = 60.0, quiet_s: float = 3.0) -> list[Consumed]:
+    """Every committed record of `topic`: until `expect` arrived, or nothing new for `quiet_s`."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed",
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        deadline = time.monotonic() + 10
+        while not partitions and time.monotonic() < deadline:
+            time.sleep(0.2)
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list[Consumed] = []
+        deadline = time.monotonic() + timeout_s
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=300)
+            for tp, records in batch.items():
+                for r in records:
+                    out.append(Consumed(r.key, r.value, {k: v for k, v in (r.headers or [])}, r.partition, r.offset))
+                    last_new = time.monotonic()
+            if expect is not None and len(out) >= expect:
+                break
+            if expect is None and time.monotonic() - last_new > quiet_s:
+                break
+        return out
+    finally:
+        consumer.close()
+
+
+def wait_until(condition, timeout_s: float = 60.0, interval_s: float = 0.5, message: str = "condition") -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {message}")

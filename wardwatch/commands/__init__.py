@@ -1,0 +1,1 @@
+"""One module per `wardwatch` subcommand; each exposes `register(subparsers)`."""

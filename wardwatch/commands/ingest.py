@@ -1,0 +1,27 @@
+"""`wardwatch ingest`: validate vitals.raw into vitals, rejects to vitals.dlq."""
+
+from __future__ import annotations
+
+import argparse
+
+from ingest.service import STAGE, IngestConfig, IngestProcessor
+from runtime import logs
+from runtime.config import add_arguments, load
+from runtime.service import run_stream
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="validate raw device readings (vitals.raw -> vitals, rejects -> vitals.dlq)",
+        description="The front door: every vitals.raw record ends up exactly once in vitals (valid, normalised) "
+        "or vitals.dlq (with the reason in headers). File mode: --input RAW.jsonl --output VITALS.jsonl.",
+    )
+    add_arguments(p, IngestConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(IngestConfig, args)
+    logs.setup(config.log_level, STAGE)
+    return run_stream(config, lambda metrics: IngestProcessor(metrics, config.limits()), stage=STAGE)

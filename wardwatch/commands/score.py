@@ -1,0 +1,40 @@
+"""`wardwatch score`: the stateful scorer (vitals -> risk), exactly-once."""
+
+from __future__ import annotations
+
+import argparse
+
+from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+
+from inference.service import ScoreConfig, build_scorer, load_model
+from inference.scorer import STAGE
+from runtime import logs
+from runtime.config import add_arguments, load
+from runtime.service import run_stream
+from wardwatch import __version__
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "score",
+        help="score every reading with the recurrent model and NEWS2 (vitals -> risk)",
+        description="Keeps each patient's recurrent state across messages (restored from scorer.state on "
+        "partition assignment) and scores readings in batches across patients. Exactly-once via Kafka "
+        "transactions. File mode: --input VITALS.jsonl --output RISK.jsonl.",
+    )
+    add_arguments(p, ScoreConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(ScoreConfig, args)
+    logs.setup(config.log_level, STAGE)
+    model, version = load_model(config.checkpoint)
+    return run_stream(
+        config,
+        lambda metrics: build_scorer(config, metrics, model, version),
+        stage=STAGE,
+        # Sticky keeps partitions (and so their restored state) where they are across rebalances.
+        assignors=(StickyPartitionAssignor,),
+        build_info={"version": __version__, "model": version},
+    )
