@@ -1,0 +1,180 @@
+"""The stateful scorer's core, without Kafka: state carried right, batching invisible."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from ingest import Reading, encode_reading
+from inference.features import sequence_inputs
+from inference.model import ModelConfig, untrained
+from inference.scorer import ScorerProcessor, ScorerSettings
+from inference.state.changelog import decode_row
+from runtime.metrics import StreamMetrics, new_registry
+from runtime.records import InRecord, OutRecord, header
+from runtime.topics import RISK, SCORER_STATE, VITALS, VITALS_DLQ
+
+T0 = 1_767_225_600_000
+MIN = 60_000
+
+
+def make_readings(patients: int = 6, steps: int = 40, seed: int = 3) -> list[Reading]:
+    """Irregular readings with gaps and missing vitals, interleaved across patients by time."""
+    rng = random.Random(seed)
+    readings = []
+    for p in range(patients):
+        ts = T0 + rng.randrange(0, 5 * MIN)
+        for seq in range(steps):
+            ts += rng.choice([MIN, MIN, 2 * MIN, 17 * MIN, 3 * 60 * MIN])
+            readings.append(
+                Reading(
+                    patient_id=f"P{p}", device_id=f"D{p}", seq=seq, ts_ms=ts,
+                    hr=rng.choice([None, round(rng.uniform(50, 140), 1)]),
+                    rr=round(rng.uniform(8, 30), 1) if rng.random() < 0.7 else None,
+                    spo2=round(rng.uniform(85, 100), 1) if rng.random() < 0.8 else None,
+                    temp=round(rng.uniform(35, 40), 1) if seq % 5 == 0 else None,
+                    sbp=round(rng.uniform(80, 180), 1) if seq % 9 == 0 else None,
+                    dbp=round(rng.uniform(40, 100), 1) if seq % 9 == 0 else None,
+                    on_oxygen=rng.choice([None, False, True]),
+                    acvpu=rng.choice([None, "A", "A", "V"]),
+                )
+            )
+    return sorted(readings, key=lambda r: r.ts_ms)
+
+
+def records(readings: list[Reading], partitions: int = 3) -> list[InRecord]:
+    return [
+        InRecord(VITALS, int(r.patient_id[1:]) % partitions, i, r.patient_id.encode(), encode_reading(r), T0)
+        for i, r in enumerate(readings)
+    ]
+
+
+def new_scorer(cell: str = "gru", **settings: int) -> ScorerProcessor:
+    model = untrained(seed=1, config=ModelConfig(cell=cell, hidden=16))
+    return ScorerProcessor(model, f"{cell}-test", StreamMetrics(new_registry(), "score"), ScorerSettings(**settings))
+
+
+def run_in_batches(scorer: ScorerProcessor, items: list[InRecord], sizes: list[int]) -> list[OutRecord]:
+    out, i, k = [], 0, 0
+    while i < len(items):
+        size = sizes[k % len(sizes)]
+        out.extend(scorer.process(items[i : i + size]))
+        i += size
+        k += 1
+    return out
+
+
+def risks(out: list[OutRecord]) -> dict[tuple[str, int], float]:
+    return {(b["patient_id"], b["seq"]): b["risk"] for b in (json.loads(r.value) for r in out if r.topic == RISK)}
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_streaming_in_any_batching_equals_the_whole_sequence_at_once(cell: str) -> None:
+    readings = make_readings()
+    scorer = new_scorer(cell)
+    streamed = risks(run_in_batches(scorer, records(readings), [1, 7, 64, 3]))
+
+    model = scorer.model
+    for p in sorted({r.patient_id for r in readings}):
+        mine = [r for r in readings if r.patient_id == p]
+        x = sequence_inputs(mine)
+        tensors = [torch.from_numpy(a).unsqueeze(0) for a in (x.values, x.mask, x.delta_hours, x.last_values, x.last_mask)]
+        with torch.no_grad():
+            logits, _ = model.forward_sequence(*tensors)
+        expected = torch.sigmoid(logits[0]).numpy()
+        got = np.array([streamed[(p, r.seq)] for r in mine])
+        np.testing.assert_allclose(got, expected, atol=2e-6)
+
+
+def test_batch_boundaries_do_not_change_any_output() -> None:
+    readings = make_readings(patients=5, steps=30, seed=9)
+    one_by_one = risks(run_in_batches(new_scorer(), records(readings), [1]))
+    all_at_once = risks(run_in_batches(new_scorer(), records(readings), [len(readings)]))
+    assert one_by_one == all_at_once
+
+
+def test_a_reading_older_than_the_last_applied_one_is_late_and_dead_lettered() -> None:
+    scorer = new_scorer()
+    base = Reading("P1", "D1", 1, T0 + 10 * MIN, hr=80)
+    older = Reading("P1", "D1", 2, T0 + 5 * MIN, hr=81)
+    same_time = Reading("P1", "D1", 3, T0 + 10 * MIN, hr=82)
+    out = scorer.process(records([base, older, same_time]))
+    late = [r for r in out if r.topic == VITALS_DLQ]
+    assert [header(r, "reason") for r in late] == ["late"]
+    assert json.loads(late[0].value)["seq"] == 2
+    assert sorted(risks(out)) == [("P1", 1), ("P1", 3)]
+
+
+def test_changed_rows_go_to_the_changelog_once_per_batch_on_the_input_partition() -> None:
+    scorer = new_scorer()
+    readings = make_readings(patients=4, steps=5)
+    out = scorer.process(records(readings, partitions=2))
+    state = [r for r in out if r.topic == SCORER_STATE]
+    assert sorted(r.key for r in state) == [b"P0", b"P1", b"P2", b"P3"]
+    for r in state:
+        assert r.partition == int(r.key[1:]) % 2
+        row = decode_row(r.value, scorer.table.state_size)
+        assert row.model_version == "gru-test"
+        assert row.last_ts == max(x.ts_ms for x in readings if x.patient_id.encode() == r.key)
+
+
+def test_restore_from_the_changelog_continues_exactly_where_the_state_left_off() -> None:
+    readings = make_readings(patients=4, steps=30, seed=5)
+    items = records(readings, partitions=2)
+    half = len(items) // 2
+    uninterrupted = risks(run_in_batches(new_scorer(), items, [10]))
+
+    first = new_scorer()
+    out = run_in_batches(first, items[:half], [10])
+    changelog = {p: [(r.key, r.value) for r in out if r.topic == SCORER_STATE and r.partition == p] for p in (0, 1)}
+    second = new_scorer()
+    for p, entries in changelog.items():
+        second.restore(p, entries)
+    resumed = risks(out) | risks(run_in_batches(second, items[half:], [10]))
+    assert resumed == uninterrupted
+
+
+def test_state_from_another_model_version_is_discarded_not_reused() -> None:
+    readings = make_readings(patients=3, steps=10)
+    out = new_scorer().process(records(readings, partitions=1))
+    entries = [(r.key, r.value) for r in out if r.topic == SCORER_STATE]
+    other = new_scorer("lstm")  # another version string, another state size
+    other.restore(0, entries)
+    assert len(other.table) == 0
+    assert other.scorer_metrics.discarded.labels("score", "model_version")._value.get() == 3
+
+
+def test_idle_patients_are_evicted_with_a_tombstone_and_start_afresh() -> None:
+    scorer = new_scorer(idle_timeout_ms=60 * MIN)
+    first = Reading("P1", "D1", 1, T0, hr=120)
+    other = Reading("P2", "D2", 1, T0 + 2 * 60 * MIN, hr=70)  # advances stream time past the timeout
+    # One partition: stream time is per partition, advanced by any of its patients.
+    out = scorer.process(records([first], 1)) + scorer.process(records([other], 1))
+    tombstones = [r for r in out if r.topic == SCORER_STATE and r.value is None]
+    assert [r.key for r in tombstones] == [b"P1"]
+    assert "P1" not in scorer.table.rows
+
+    back = Reading("P1", "D1", 2, T0 + 3 * 60 * MIN, hr=75)
+    fresh = new_scorer(idle_timeout_ms=60 * MIN)
+    assert risks(scorer.process(records([back], 1))) == risks(fresh.process(records([back], 1)))
+
+
+def test_dropping_partitions_forgets_only_their_patients() -> None:
+    scorer = new_scorer()
+    scorer.process(records(make_readings(patients=6, steps=2), partitions=3))
+    scorer.drop([0])
+    assert sorted(scorer.table.rows) == ["P1", "P2", "P4", "P5"]
+
+
+def test_news2_uses_carried_forward_values_until_they_are_too_old() -> None:
+    scorer = new_scorer(news2_max_age_ms=60 * MIN)
+    sick = Reading("P1", "D1", 1, T0, rr=30, sbp=85)  # RR>=25: 3, SBP<=90: 3
+    later = Reading("P1", "D1", 2, T0 + 30 * MIN, hr=70)
+    much_later = Reading("P1", "D1", 3, T0 + 120 * MIN, hr=70)
+    out = scorer.process(records([sick, later, much_later]))
+    scores = [json.loads(r.value)["news2"] for r in out if r.topic == RISK]
+    assert scores == [6, 6, 0]
