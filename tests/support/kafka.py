@@ -121,3 +121,18 @@ def wait_until(condition, timeout_s: float = 60.0, interval_s: float = 0.5, mess
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {message}")
+
+
+def produce_paced(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes | None]], chunks: int = 20, pause_s: float = 0.4):  # noqa: ANN201
+    """Produce `items` in `chunks` with pauses, in a background thread (a stream, not a dump)."""
+    import threading
+
+    def run() -> None:
+        size = max(1, len(items) // chunks + 1)
+        for i in range(0, len(items), size):
+            produce(bootstrap, topic, items[i : i + size])
+            time.sleep(pause_s)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread

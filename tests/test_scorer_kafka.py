@@ -1,0 +1,141 @@
+"""The stateful scorer on a real broker: crashes, rebalances and broker restarts lose nothing,
+duplicate nothing, and change no score (exactly-once, DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from ingest import Reading, encode_reading
+from inference.scorer import ScorerProcessor
+from inference.service import load_model
+from runtime.metrics import StreamMetrics, new_registry
+from runtime.records import InRecord
+from runtime.topics import RISK, VITALS
+from sim.cohort import CohortConfig, generate
+from tests.support.kafka import Service, produce, produce_paced, read_committed, spawn, wait_until
+
+pytestmark = pytest.mark.kafka
+
+
+def cohort_readings(patients: int, hours: float, seed: int) -> list[Reading]:
+    cohort = generate(CohortConfig(patients=patients, hours=hours, seed=seed, deteriorating_fraction=0.3))
+    return [Reading(**r) for r in cohort.readings]  # type: ignore[arg-type]
+
+
+def offline_scores(readings: list[Reading]) -> dict[tuple[str, int], float]:
+    """The reference: the scorer's core over the same readings in one process, no Kafka."""
+    model, version = load_model("untrained")
+    scorer = ScorerProcessor(model, version, StreamMetrics(new_registry(), "score"))
+    records = [InRecord(VITALS, 0, i, None, encode_reading(r), 0) for i, r in enumerate(readings)]
+    out = scorer.process(records)
+    return {(b["patient_id"], b["seq"]): b["risk"] for b in (json.loads(r.value) for r in out if r.topic == RISK)}
+
+
+def committed_scores(bootstrap: str, topic: str, expect: int) -> list[tuple[str, int, float]]:
+    records = read_committed(bootstrap, topic, expect=expect, timeout_s=180)
+    # Keep reading a little longer: a duplicate would show up as an extra record.
+    records += read_committed(bootstrap, topic, timeout_s=4, quiet_s=2)[len(records):]
+    return [(b["patient_id"], b["seq"], b["risk"]) for b in (r.json() for r in records)]
+
+
+def assert_same_stream(got: list[tuple[str, int, float]], expected: dict[tuple[str, int], float]) -> None:
+    keys = [(p, s) for p, s, _ in got]
+    assert len(keys) == len(set(keys)), f"{len(keys) - len(set(keys))} duplicate risk records"
+    assert set(keys) == set(expected), f"missing {len(set(expected) - set(keys))} risk records"
+    for patient, seq, risk in got:
+        assert risk == pytest.approx(expected[(patient, seq)], abs=1e-5), (patient, seq)
+
+
+def scorer(name: str, bootstrap: str, prefix: str, workdir: Path, *extra: str) -> Service:
+    return spawn(name, [
+        "score", "--bootstrap-servers", bootstrap, "--topic-prefix", prefix, "--metrics-port", "-1",
+        "--checkpoint", "untrained", "--instance-id", name, "--max-poll-records", "150", *extra,
+    ], workdir)
+
+
+def risk_count(bootstrap: str, prefix: str) -> int:
+    return len(read_committed(bootstrap, prefix + RISK, timeout_s=5, quiet_s=0.5))
+
+
+def test_sigkill_mid_stream_gives_the_same_committed_stream_as_offline(kafka_bootstrap: str, topic_prefix: str, workdir: Path) -> None:
+    readings = cohort_readings(patients=24, hours=3, seed=21)
+    expected = offline_scores(readings)
+    a = scorer("scorer-a", kafka_bootstrap, topic_prefix, workdir)
+    b = scorer("scorer-b", kafka_bootstrap, topic_prefix, workdir)
+    try:
+        producer = produce_paced(kafka_bootstrap, topic_prefix + VITALS, [(r.patient_id.encode(), encode_reading(r)) for r in readings])
+        victim = random.Random(5).choice([a, b])
+        threshold = random.Random(6).uniform(0.2, 0.6) * len(readings)
+        wait_until(lambda: risk_count(kafka_bootstrap, topic_prefix) >= threshold, timeout_s=120, message="a third of the stream")
+        victim.kill()
+        at_kill = risk_count(kafka_bootstrap, topic_prefix)
+        assert at_kill < len(readings), "the crash must land mid-stream for this test to mean anything"
+        restarted = scorer(victim.name, kafka_bootstrap, topic_prefix, workdir)
+        producer.join()
+        got = committed_scores(kafka_bootstrap, topic_prefix + RISK, len(readings))
+        assert restarted.alive(), restarted.log()
+        assert "state restored" in restarted.log()
+    finally:
+        for s in (a, b):
+            s.stop()
+        if "restarted" in locals():
+            restarted.stop()
+    assert_same_stream(got, expected)
+
+
+def test_scaling_out_and_in_mid_stream_gives_the_same_committed_stream(kafka_bootstrap: str, topic_prefix: str, workdir: Path) -> None:
+    readings = cohort_readings(patients=24, hours=3, seed=22)
+    expected = offline_scores(readings)
+    services = [scorer("scale-1", kafka_bootstrap, topic_prefix, workdir)]
+    try:
+        producer = produce_paced(kafka_bootstrap, topic_prefix + VITALS, [(r.patient_id.encode(), encode_reading(r)) for r in readings], chunks=30)
+        wait_until(lambda: risk_count(kafka_bootstrap, topic_prefix) >= len(readings) * 0.15, timeout_s=120, message="15%")
+        services.append(scorer("scale-2", kafka_bootstrap, topic_prefix, workdir))
+        wait_until(lambda: risk_count(kafka_bootstrap, topic_prefix) >= len(readings) * 0.4, timeout_s=120, message="40%")
+        services.append(scorer("scale-3", kafka_bootstrap, topic_prefix, workdir))
+        wait_until(lambda: risk_count(kafka_bootstrap, topic_prefix) >= len(readings) * 0.6, timeout_s=120, message="60%")
+        assert services[0].stop() == 0, services[0].log()  # scale in: a clean leave hands its partitions over
+        assert risk_count(kafka_bootstrap, topic_prefix) < len(readings), "scale-in must happen mid-stream"
+        producer.join()
+        got = committed_scores(kafka_bootstrap, topic_prefix + RISK, len(readings))
+    finally:
+        for s in services:
+            s.stop()
+    assert_same_stream(got, expected)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_scorer_survives_a_broker_restart_without_loss(tmp_path_factory: pytest.TempPathFactory, workdir: Path) -> None:
+    from wardwatch.broker import LocalBroker
+
+    broker = LocalBroker(port=_free_port(), home=tmp_path_factory.mktemp("restart-broker"))
+    bootstrap = broker.start()
+    readings = cohort_readings(patients=12, hours=2, seed=23)
+    expected = offline_scores(readings)
+    half = len(readings) // 2
+    service = scorer("survivor", bootstrap, "", workdir)
+    try:
+        produce(bootstrap, VITALS, ((r.patient_id.encode(), encode_reading(r)) for r in readings[:half]))
+        wait_until(lambda: risk_count(bootstrap, "") >= half, timeout_s=120, message="first half scored")
+        broker.stop(purge=False)
+        time.sleep(3)
+        assert service.alive(), "the scorer must ride out a broker outage"
+        broker.start()
+        produce(bootstrap, VITALS, ((r.patient_id.encode(), encode_reading(r)) for r in readings[half:]))
+        got = committed_scores(bootstrap, RISK, len(readings))
+        assert service.alive(), service.log()
+    finally:
+        service.stop()
+        broker.stop(purge=True)
+    assert_same_stream(got, expected)

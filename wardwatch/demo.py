@@ -1,0 +1,159 @@
+"""The demo: a local broker, every service as its own process, and a live terminal summary.
+
+It is the production layout on one machine: each stage is a separate `wardwatch <stage>`
+process talking to Kafka, exactly as in docker-compose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from runtime.topics import ALERTS
+from wardwatch.broker import LocalBroker, cache_dir
+
+METRICS_PORTS = {"sim": 9101, "ingest": 9102, "score": 9103, "alerts": 9104}
+
+
+@dataclass
+class DemoOptions:
+    duration_s: float = 0.0
+    patients: int = 40
+    speed: float = 60.0
+    hours: float = 12.0
+    seed: int = 0
+    bad_rate: float = 0.005
+    partitions: int = 6
+    broker_port: int = 9092
+    log_dir: Path = field(default_factory=lambda: cache_dir() / "demo")
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
+    log = log_dir / f"{name}.log"
+    handle = open(log, "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wardwatch", *args], stdout=handle, stderr=subprocess.STDOUT, env=env,
+        start_new_session=True,  # Ctrl-C reaches the demo, which then stops each child in order
+    )
+    return Child(name, process, log)
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """Sum of each sample name on one /metrics endpoint (labels folded together)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def _tail_alerts(bootstrap: str, stop: threading.Event, printer: callable) -> None:  # type: ignore[valid-type]
+    from runtime.kafka.clients import consumer
+
+    c = consumer(bootstrap, client_id="wardwatch-demo-alerts", group_id=None, auto_offset_reset="latest")
+    try:
+        c.subscribe([ALERTS])
+        while not stop.is_set():
+            for records in c.poll(timeout_ms=500).values():
+                for r in records:
+                    try:
+                        a = json.loads(r.value)
+                    except (TypeError, ValueError):
+                        continue
+                    printer(f"  alert {a.get('status', '?'):<12} {a.get('severity', '?'):<10} {a.get('patient_id', '?'):<8} "
+                            f"{a.get('rule', '?')}: {a.get('reason', '')}")
+    finally:
+        c.close()
+
+
+def run_demo(options: DemoOptions) -> int:
+    options.log_dir.mkdir(parents=True, exist_ok=True)
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    broker: LocalBroker | None = None
+    if not bootstrap:
+        broker = LocalBroker(port=options.broker_port, home=cache_dir() / "demo-broker")
+        broker.stop(purge=True)  # a fresh cluster each time: no state from a previous demo
+        print(f"starting a local Apache Kafka broker on 127.0.0.1:{options.broker_port} ...", flush=True)
+        bootstrap = broker.start()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "WARDWATCH_PARTITIONS": str(options.partitions)}
+    env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    children: list[Child] = []
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        for name in ("ingest", "score", "alerts"):
+            children.append(_spawn(name, [name, "--metrics-port", str(METRICS_PORTS[name]), "--instance-id", "demo"], env, options.log_dir))
+        children.append(_spawn("sim", [
+            "sim", "--patients", str(options.patients), "--hours", str(options.hours), "--speed", str(options.speed),
+            "--seed", str(options.seed), "--bad-rate", str(options.bad_rate), "--metrics-port", str(METRICS_PORTS["sim"]),
+        ], env, options.log_dir))
+        print(f"pipeline running: {options.patients} patients, {options.hours:g} h of event time at {options.speed:g}x")
+        print("metrics: " + "  ".join(f"{n} http://127.0.0.1:{p}/metrics" for n, p in METRICS_PORTS.items()))
+        print(f"logs:    {options.log_dir}/<service>.log     (Ctrl-C stops everything)")
+        tail = threading.Thread(target=_tail_alerts, args=(bootstrap, stop, lambda s: print(s, flush=True)), daemon=True)
+        tail.start()
+        return _summarise(children, options, stop)
+    finally:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+        for child in reversed(children):
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+        if broker is not None:
+            broker.stop(purge=True)
+        print("demo stopped")
+
+
+def _summarise(children: list[Child], options: DemoOptions, stop: threading.Event) -> int:
+    started = time.monotonic()
+    last = {name: 0.0 for name in METRICS_PORTS}
+    last_t = started
+    while not stop.wait(5.0):
+        now = time.monotonic()
+        dead = [c for c in children if c.process.poll() is not None and c.name != "sim"]
+        if dead:
+            for c in dead:
+                print(f"{c.name} exited with code {c.process.returncode}; see {c.log}", file=sys.stderr)
+            return 1
+        stats = {name: _scrape(port) for name, port in METRICS_PORTS.items()}
+        sent = stats["sim"].get("wardwatch_records_out_total", last["sim"])
+        valid = stats["ingest"].get("wardwatch_records_out_total", 0.0) - stats["ingest"].get("wardwatch_rejects_total", 0.0)
+        scored = stats["score"].get("wardwatch_records_in_total", 0.0)
+        rejects = stats["ingest"].get("wardwatch_rejects_total", 0.0) + stats["score"].get("wardwatch_rejects_total", 0.0)
+        lag = stats["score"].get("wardwatch_consumer_lag_records", 0.0)
+        alerts = stats["alerts"].get("wardwatch_alerts_total", 0.0)
+        rate = (sent - last["sim"]) / max(1e-9, now - last_t)
+        last["sim"], last_t = sent, now
+        print(f"[{now - started:5.0f}s] sent {sent:7.0f} ({rate:5.0f}/s)  valid {valid:7.0f}  scored {scored:7.0f}  "
+              f"rejected {rejects:4.0f}  scorer lag {lag:4.0f}  alert events {alerts:4.0f}", flush=True)
+        if options.duration_s and now - started >= options.duration_s:
+            return 0
+    return 0
