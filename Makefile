@@ -26,7 +26,7 @@ $(VENV)/.ready: pyproject.toml deploy/scripts/env-key.py
 	@echo "setting up the Python environment in $(VENV) (first run downloads PyTorch: a few minutes)"
 	@$(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet --progress-bar off -e '.[test,plots]'
+	@$(PY) -m pip install --quiet --progress-bar off -e '.[test,plots,bench]'
 	@touch $@
 
 venv: $(VENV)/.ready ## create the cached virtual environment

@@ -11,6 +11,7 @@ and restarted scorer produce exactly the stream an uninterrupted one does.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,12 +24,12 @@ from prometheus_client import Counter, Gauge, Histogram
 from ingest import VITALS, Reading, Reason, decode_reading
 from inference.features import MAX_DELTA_HOURS, MS_PER_HOUR, N_FEATURES
 from inference.model import RiskModel
-from inference.news2 import news2
+from inference.news2_batch import PARAMETERS, news2_batch
 from inference.state.changelog import CONTENT_TYPE, encode_row
 from inference.state.recovery import restore_partition
 from inference.state.table import NEVER, StateTable
 from runtime.metrics import FAST_BUCKETS, LATENCY_BUCKETS, StreamMetrics
-from runtime.records import SCHEMA_VERSION, InRecord, OutRecord, dead_letter, json_record, tombstone
+from runtime.records import JSON_HEADERS, SCHEMA_VERSION, InRecord, OutRecord, dead_letter, tombstone
 from runtime.topics import RISK, SCORER_STATE, VITALS_DLQ
 from runtime.topics import VITALS as VITALS_TOPIC
 
@@ -90,6 +91,7 @@ class ScorerProcessor:
         self.table = StateTable(model.state_size)
         self.stream_time: dict[int, int] = {}
         self._last_eviction: dict[int, int] = {}
+        self._model_json = json.dumps(model_version)
         self._state_headers = [("content-type", CONTENT_TYPE), ("schema-version", SCHEMA_VERSION), ("model", model_version.encode())]
 
     # -- state lifecycle -------------------------------------------------------------------
@@ -216,51 +218,42 @@ class ScorerProcessor:
         table.last_ts[idx] = ts
 
         now_ms = self.clock() * 1000.0
-        fresh_after = ts - self.settings.news2_max_age_ms
+        # NEWS2 for the whole round at once, from each patient's values still fresh enough.
+        for i, (_record, reading) in enumerate(applied):
+            table.spo2_scale[rows[i]] = reading.spo2_scale
+        fresh = table.seen_ts[idx] >= (ts - self.settings.news2_max_age_ms)[:, None]
+        scores = news2_batch(table.last_values[idx], fresh, table.spo2_scale[idx])
+        totals = scores.total.tolist()
+        single3 = scores.single3.tolist()
+        parameter_scores = np.where(scores.present, scores.scores, -1).tolist()
+        risk_values = risks.tolist()
         for i, (record, reading) in enumerate(applied):
-            row = rows[i]
-            table.last_offset[row] = record.offset
-            table.spo2_scale[row] = reading.spo2_scale
+            table.last_offset[rows[i]] = record.offset
             changed[reading.patient_id] = record.partition
-            partition_time = self.stream_time.get(record.partition, NEVER)
-            if reading.ts_ms > partition_time:
+            if reading.ts_ms > self.stream_time.get(record.partition, NEVER):
                 self.stream_time[record.partition] = reading.ts_ms
-            score = self._news2(row, int(fresh_after[i]))
             out.append(
-                json_record(
-                    RISK,
-                    reading.patient_id,
-                    {
-                        "patient_id": reading.patient_id,
-                        "ts_ms": reading.ts_ms,
-                        "seq": reading.seq,
-                        "risk": round(float(risks[i]), 6),
-                        "news2": score.total,
-                        "news2_single3": score.single3,
-                        "news2_scores": score.scores,
-                        "model": self.model_version,
-                    },
+                OutRecord(
+                    topic=RISK,
+                    key=record.key if record.key is not None else reading.patient_id.encode(),
+                    value=self._risk_json(reading, risk_values[i], totals[i], single3[i], parameter_scores[i]),
+                    headers=JSON_HEADERS,
                     timestamp_ms=record.timestamp_ms,
                 )
             )
             self.scorer_metrics.event_to_score.observe(max(0.0, (now_ms - record.timestamp_ms) / 1000.0))
         return out
 
-    def _news2(self, row: int, fresh_after_ms: int):  # noqa: ANN202 - News2
-        """NEWS2 from the patient's last known values that are recent enough to count."""
-        table = self.table
-        v = table.last_values[row]
-        fresh = table.seen_ts[row] >= fresh_after_ms
-
-        def get(j: int) -> float | None:
-            return float(v[j]) if fresh[j] else None
-
-        return news2(
-            hr=get(0), rr=get(1), spo2=get(2), temp=get(3), sbp=get(4),
-            on_oxygen=bool(v[6]) if fresh[6] else None,
-            acvpu=("A" if v[7] == 0 else "V") if fresh[7] else None,
-            spo2_scale=int(table.spo2_scale[row]),
+    def _risk_json(self, reading: Reading, risk: float, total: int, single3: bool, scores: list[int]) -> bytes:
+        """The `risk` record (DESIGN.md §2), formatted directly: this runs once per reading."""
+        parameter_scores = ",".join(
+            f'"{name}":{score}' if score >= 0 else f'"{name}":null' for name, score in zip(PARAMETERS, scores)
         )
+        return (
+            f'{{"patient_id":{json.dumps(reading.patient_id)},"ts_ms":{reading.ts_ms},"seq":{reading.seq},'
+            f'"risk":{round(risk, 6)!r},"news2":{total},"news2_single3":{"true" if single3 else "false"},'
+            f'"news2_scores":{{{parameter_scores}}},"model":{self._model_json}}}'
+        ).encode()
 
     def _evict_idle(self, partitions: set[int]) -> list[OutRecord]:
         out: list[OutRecord] = []

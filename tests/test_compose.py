@@ -1,0 +1,68 @@
+"""docker-compose.yml cannot run here (no Docker engine), so it is checked against the
+official Compose schema and against the code's own defaults: services, ports, topics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from runtime.topics import ALL
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICES = {"sim": 9101, "ingest": 9102, "score": 9103, "alerts": 9104}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_compose_file_is_valid_against_the_official_schema(compose: dict) -> None:
+    schema = json.loads((REPO / "deploy" / "compose-spec.json").read_text())
+    jsonschema.validate(compose, schema)
+
+
+def test_every_pipeline_service_runs_the_wardwatch_subcommand_of_its_name(compose: dict) -> None:
+    for name in SERVICES:
+        service = compose["services"][name]
+        assert service["command"][0] == name
+        assert service["build"] == "."
+
+
+def test_metrics_ports_match_the_code_defaults_and_prometheus_scrapes_them(compose: dict) -> None:
+    from alerts.config import AlertsConfig
+    from inference.service import ScoreConfig
+    from ingest.service import IngestConfig
+    from wardwatch.commands.sim import SimConfig
+
+    defaults = {"sim": SimConfig, "ingest": IngestConfig, "score": ScoreConfig, "alerts": AlertsConfig}
+    prometheus = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in prometheus["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
+    for name, port in SERVICES.items():
+        assert defaults[name]().metrics_port == port
+        assert compose["services"][name]["environment"]["WARDWATCH_METRICS_PORT"] == str(port)
+        assert f"{name}:{port}" in targets
+
+
+def test_services_reach_the_broker_on_its_internal_listener(compose: dict) -> None:
+    kafka = compose["services"]["kafka"]["environment"]
+    assert "INTERNAL://kafka:19092" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+    assert kafka["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+    assert kafka["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
+    for name in SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092"
+        assert compose["services"][name]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_topic_names_in_the_stack_are_the_codes_topics(compose: dict) -> None:
+    text = (REPO / "docker-compose.yml").read_text()
+    known = {spec.name for spec in ALL}
+    for word in ("vitals.raw", "vitals.dlq", "scorer.state", "alerts.state"):
+        assert word in known
+        # The stack names no topic of its own: services create theirs from runtime.topics.
+        assert word not in text
