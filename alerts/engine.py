@@ -158,8 +158,15 @@ def step_rule(
     return RuleState(window, since, alert, cooldown_until, cooldown_rank), events
 
 
-def on_reading(state: PatientState | None, reading: RiskReading, rules: Rules) -> Transition:
-    """Apply one risk record (not late: ts_ms >= the patient's last) to the patient's state."""
+def on_reading(
+    state: PatientState | None, reading: RiskReading, rules: Rules, stream_time_ms: int | None = None
+) -> Transition:
+    """Apply one risk record (not late: ts_ms >= the patient's last) to the patient's state.
+
+    An open data-gap alert resolves only on a *current* reading, one within `after_ms` of the
+    partition's stream time: a device uploading its backlog after reconnecting is still behind,
+    and resolving on each old reading would make the technical alert flap.
+    """
     patient_id, ts = reading.patient_id, reading.ts_ms
     events: list[AlertEvent] = []
     if state is None:
@@ -167,9 +174,12 @@ def on_reading(state: PatientState | None, reading: RiskReading, rules: Rules) -
         resumed = False
     else:
         resumed = ts - state.last_ts_ms >= rules.data_gap.after_ms
-    if state.gap is not None:
-        reason = f"readings resumed after {_minutes(ts - state.last_ts_ms)} without data"
-        events.append(_event(state.gap, patient_id, ts, RESOLVED, DATA_GAP_RULE, reason))
+    gap = state.gap
+    current = stream_time_ms is None or stream_time_ms - ts < rules.data_gap.after_ms
+    if gap is not None and current:
+        reason = f"readings resumed after {_minutes(ts - gap.raised_ts_ms)} without current data"
+        events.append(_event(gap, patient_id, ts, RESOLVED, DATA_GAP_RULE, reason))
+        gap = None
     snoozed_until = state.snoozed_until_ms
     if snoozed_until is not None and ts >= snoozed_until:
         snoozed_until = None
@@ -181,7 +191,7 @@ def on_reading(state: PatientState | None, reading: RiskReading, rules: Rules) -
         rs, rule_events = step_rule(rs, rule, patient_id, reading, snoozed=snoozed_until is not None)
         rule_states[rule.name] = rs
         events.extend(rule_events)
-    return Transition(PatientState(ts, rule_states, None, snoozed_until), tuple(events))
+    return Transition(PatientState(ts, rule_states, gap, snoozed_until), tuple(events))
 
 
 # -- technical alert and forgetting ------------------------------------------------------------

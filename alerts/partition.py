@@ -62,7 +62,7 @@ class PartitionAlerts:
         """Apply one (not late) risk record, then move stream time and fire what fell due."""
         outcome = Outcome()
         previous = self.patients.get(reading.patient_id)
-        transition = engine.on_reading(previous, reading, self.rules)
+        transition = engine.on_reading(previous, reading, self.rules, self.stream_time_ms)
         self._apply(reading.patient_id, transition.state, transition.events, outcome)
         if previous is None:
             heapq.heappush(self._deadlines, (engine.forget_due_ms(transition.state, self.rules), FORGET, reading.patient_id))  # type: ignore[arg-type]

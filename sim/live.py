@@ -2,8 +2,11 @@
 
 Event time is the devices' own clock. With speed S over a stay of H hours the cohort starts
 H·(1 − 1/S) hours in the past, so event time never runs ahead of the wall clock (ingest
-rejects readings from the future) and ends at "now". Ground-truth events go to `sim.events`
-when their time comes.
+rejects readings from the future; device clock skew of seconds stays well inside its
+tolerance) and ends at "now". Records are paced by their simulated arrival time, so
+store-and-forward bursts, held-back readings and retried duplicates arrive when the cohort
+says they do. Ground-truth events go to `sim.events` when their time comes. For a seed the
+sequence of records is deterministic; only the wall-clock pacing varies.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from runtime.kafka import clients
 from runtime.records import JSON_HEADERS, to_json
 from runtime.topics import SIM_EVENTS, VITALS_RAW
 from sim.cohort import Cohort
+from sim.output import event_record
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +44,9 @@ def live_start_ms(hours: float, speed: float, now_ms: int | None = None) -> int:
 
 
 def payloads(cohort: Cohort, bad_rate: float, seed: int) -> Iterator[tuple[str | None, int, bytes]]:
-    """(key, event ts_ms, value) in delivery order, with malformed payloads mixed in."""
+    """(key, arrival time ms on the cohort's clock, value) in delivery order, malformed payloads mixed in."""
     rng = np.random.default_rng(seed + 7919)
-    for reading in cohort.readings:
-        ts = int(reading["ts_ms"])  # type: ignore[arg-type]
+    for reading, ts in zip(cohort.readings, cohort.columns.deliver_ms.tolist()):
         if bad_rate > 0 and rng.random() < bad_rate:
             yield str(reading["patient_id"]), ts, BAD_PAYLOADS[int(rng.integers(len(BAD_PAYLOADS)))]
         yield str(reading["patient_id"]), ts, to_json(reading)
@@ -76,8 +79,8 @@ def run_live(
                     break
             while next_event < len(events) and events[next_event].event_ts_ms <= ts:
                 e = events[next_event]
-                producer.send(topic_prefix + SIM_EVENTS, key=e.patient_id.encode(), value=to_json(
-                    {"patient_id": e.patient_id, "event_ts_ms": e.event_ts_ms, "scenario": e.scenario}), headers=list(JSON_HEADERS))
+                producer.send(topic_prefix + SIM_EVENTS, key=e.patient_id.encode(), value=to_json(event_record(e)),
+                              headers=list(JSON_HEADERS))
                 next_event += 1
             producer.send(topic_prefix + VITALS_RAW, key=key.encode() if key else None, value=value, headers=list(JSON_HEADERS), timestamp_ms=None)
             sent += 1

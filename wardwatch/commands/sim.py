@@ -1,4 +1,9 @@
-"""`wardwatch sim`: simulated wearables, live into Kafka or offline into a cohort directory."""
+"""`wardwatch sim`: simulated wearables, live into Kafka, offline into a cohort directory, or a plot.
+
+    wardwatch sim --patients 500 --hours 48 --seed 1 --output cohort/      # offline cohort
+    wardwatch sim --patients 60 --hours 24 --seed 7 --plot docs/sim_examples.png
+    wardwatch sim --speed 60                                               # live into vitals.raw
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from runtime.kafka.admin import ensure_topics
 from runtime.kafka.clients import wait_for_broker
 from runtime.service import stop_on_signals
 from runtime.topics import SIM_EVENTS, VITALS_RAW, specs
-from sim.cohort import CohortConfig, generate
+from sim.cohort import DEFAULT_START_MS, CohortConfig, generate
 from sim.live import live_start_ms, run_live, write_jsonl
 from sim.output import write_cohort
 
@@ -27,7 +32,12 @@ class SimConfig(KafkaConfig):
     seed: int = setting(0, "random seed: the same seed gives the same cohort, byte for byte")
     speed: float = setting(60.0, "live mode: event time runs this many times faster than the wall clock (0 = as fast as possible)")
     bad_rate: float = setting(0.0, "live mode: fraction of extra malformed payloads mixed in (exercises the dead-letter path)")
+    deteriorating_fraction: float = setting(0.25, "fraction of patients who deteriorate (enriched; real wards ~0.02 per patient-day)")
+    interval_s: float = setting(60.0, "device reporting interval for HR, RR and SpO2, seconds")
     output: str | None = setting(None, "offline mode: write the cohort to this directory instead of Kafka")
+    columnar: bool = setting(True, "offline mode: also write the columnar copy readings.npz")
+    plot: str | None = setting(None, "draw a few example patients to this PNG file (needs matplotlib) instead of Kafka")
+    plot_patients: int = setting(6, "how many example patients --plot draws")
     jsonl: str | None = setting(None, "write the raw payloads live mode would send to this JSONL file instead of Kafka")
     metrics_port: int = setting(9101, "port for Prometheus /metrics (-1 = off)")
 
@@ -37,15 +47,25 @@ class SimConfig(KafkaConfig):
         require(0 < self.hours <= 24 * 90, f"--hours={self.hours}: expected more than 0 and at most 2160")
         require(self.speed >= 0, f"--speed={self.speed}: expected 0 (as fast as possible) or more")
         require(0 <= self.bad_rate < 1, f"--bad-rate={self.bad_rate}: expected 0 <= rate < 1")
+        require(0 <= self.deteriorating_fraction <= 1, f"--deteriorating-fraction={self.deteriorating_fraction}: expected 0-1")
+        require(1 <= self.interval_s <= 3600, f"--interval-s={self.interval_s}: expected 1-3600 seconds")
+        require(self.hours * 3600 >= self.interval_s, f"--hours={self.hours}: expected at least one --interval-s={self.interval_s}")
+        require(1 <= self.plot_patients <= 20, f"--plot-patients={self.plot_patients}: expected 1-20")
+
+    def cohort(self, start_ms: int = DEFAULT_START_MS) -> CohortConfig:
+        """The cohort these settings describe."""
+        return CohortConfig(patients=self.patients, hours=self.hours, seed=self.seed, start_ms=start_ms,
+                            interval_s=self.interval_s, deteriorating_fraction=self.deteriorating_fraction)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sim",
-        help="simulate wearables: live into vitals.raw, or a cohort to disk (--output DIR)",
+        help="simulate wearables: live into vitals.raw, a cohort to disk (--output DIR), or a plot (--plot PNG)",
         description="Simulated patients and wearables with ground-truth deterioration events. "
         "Live (default): readings into the vitals.raw topic at --speed times real time. "
-        "Offline: --output DIR writes readings.jsonl, events.jsonl and summary.json.",
+        "Offline: --output DIR writes readings.jsonl, events.jsonl, summary.json and readings.npz. "
+        "--plot FILE.png draws a few example patients (with --output, both).",
     )
     add_arguments(p, SimConfig)
     p.set_defaults(func=run)
@@ -54,13 +74,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load(SimConfig, args)
     logs.setup(config.log_level, "sim")
-    if config.output:
-        cohort = generate(CohortConfig(patients=config.patients, hours=config.hours, seed=config.seed))
-        out = write_cohort(cohort, config.output)
-        print(f"cohort written: {out} ({len(cohort.readings)} readings, {len(cohort.events)} events)")
+    if config.output or config.plot:
+        cohort = generate(config.cohort())
+        if config.output:
+            out = write_cohort(cohort, config.output, columnar=config.columnar)
+            print(f"cohort written: {out} ({len(cohort.columns)} readings, {len(cohort.events)} events)")
+        if config.plot:
+            from sim.plot import plot_examples  # matplotlib only when asked for
+
+            print(f"plot written: {plot_examples(cohort, config.plot, config.plot_patients)}")
         return 0
     start = live_start_ms(config.hours, config.speed)
-    cohort = generate(CohortConfig(patients=config.patients, hours=config.hours, seed=config.seed, start_ms=start))
+    cohort = generate(config.cohort(start))
     if config.jsonl:
         n = write_jsonl(cohort, config.jsonl, config.bad_rate)
         print(f"{n} raw payloads written to {config.jsonl}")
