@@ -18,14 +18,19 @@ from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord
 from runtime.topics import ALERTS, RISK, VITALS
 from sim.cohort import CohortConfig, generate
-from tests.support.kafka import produce_paced, read_committed, spawn, wait_until
+from sim.devices import DeviceConfig
+from tests.support.kafka import create_topics, produce_paced, read_committed, spawn, wait_until
 
 pytestmark = pytest.mark.kafka
+
+# The input goes straight to the stage under test, past ingest's de-duplication: no duplicate
+# or reordered deliveries, so every record has exactly one expected output.
+CLEAN_DELIVERY = DeviceConfig(duplicate_rate=0.0, reorder_rate=0.0, buffered_per_day=0.0)
 
 
 def risk_stream(patients: int, hours: float, seed: int) -> list[tuple[bytes, bytes]]:
     """Risk records for a cohort, from the scorer's core (no Kafka)."""
-    cohort = generate(CohortConfig(patients=patients, hours=hours, seed=seed, deteriorating_fraction=0.4))
+    cohort = generate(CohortConfig(patients=patients, hours=hours, seed=seed, deteriorating_fraction=0.4, devices=CLEAN_DELIVERY))
     model, version = load_model("untrained")
     scorer = ScorerProcessor(model, version, StreamMetrics(new_registry(), "score"))
     readings = [Reading(**r) for r in cohort.readings]  # type: ignore[arg-type]
@@ -55,6 +60,7 @@ def test_sigkill_mid_stream_leaves_the_committed_alert_stream_unchanged(kafka_bo
 
     args = ["alerts", "--bootstrap-servers", kafka_bootstrap, "--topic-prefix", topic_prefix,
             "--metrics-port", "-1", "--instance-id", "alerts-1", "--max-poll-records", "200"]
+    create_topics(kafka_bootstrap, topic_prefix)
     first = spawn("alerts-1", args, workdir)
     try:
         producer = produce_paced(kafka_bootstrap, topic_prefix + RISK, stream, chunks=25, pause_s=0.3)

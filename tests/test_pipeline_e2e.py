@@ -14,7 +14,7 @@ from sim.confounders import ConfounderRates
 from sim.devices import DeviceConfig
 from sim.live import live_start_ms
 from runtime.records import to_json
-from tests.support.kafka import produce, read_committed, spawn, wait_until
+from tests.support.kafka import create_topics, produce, read_committed, spawn, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -60,6 +60,7 @@ def test_every_raw_record_is_accounted_for_and_alerts_follow_the_deteriorating_p
     middle = len(raw) // 2
     stream = raw[:middle] + [(None, payload) for payload, _ in bad] + raw[middle:]
     common = ["--bootstrap-servers", kafka_bootstrap, "--topic-prefix", topic_prefix, "--metrics-port", "0"]
+    create_topics(kafka_bootstrap, topic_prefix)
     ingest = spawn("ingest", ["ingest", *common], workdir)
     score = spawn("score", ["score", *common], workdir)
     alerts = spawn("alerts", ["alerts", *common], workdir)

@@ -18,13 +18,18 @@ from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord
 from runtime.topics import RISK, VITALS
 from sim.cohort import CohortConfig, generate
-from tests.support.kafka import Service, produce, produce_paced, read_committed, spawn, wait_until
+from sim.devices import DeviceConfig
+from tests.support.kafka import Service, create_topics, produce, produce_paced, read_committed, spawn, wait_until
 
 pytestmark = pytest.mark.kafka
 
+# The input goes straight to the stage under test, past ingest's de-duplication: no duplicate
+# or reordered deliveries, so every record has exactly one expected output.
+CLEAN_DELIVERY = DeviceConfig(duplicate_rate=0.0, reorder_rate=0.0, buffered_per_day=0.0)
+
 
 def cohort_readings(patients: int, hours: float, seed: int) -> list[Reading]:
-    cohort = generate(CohortConfig(patients=patients, hours=hours, seed=seed, deteriorating_fraction=0.3))
+    cohort = generate(CohortConfig(patients=patients, hours=hours, seed=seed, deteriorating_fraction=0.3, devices=CLEAN_DELIVERY))
     return [Reading(**r) for r in cohort.readings]  # type: ignore[arg-type]
 
 
@@ -63,46 +68,60 @@ def risk_count(bootstrap: str, prefix: str) -> int:
     return len(read_committed(bootstrap, prefix + RISK, timeout_s=5, quiet_s=0.5))
 
 
+def phases(readings: list[Reading], n: int) -> list[list[tuple[bytes, bytes]]]:
+    items = [(r.patient_id.encode(), encode_reading(r)) for r in readings]
+    size = len(items) // n + 1
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def test_sigkill_mid_stream_gives_the_same_committed_stream_as_offline(kafka_bootstrap: str, topic_prefix: str, workdir: Path) -> None:
     readings = cohort_readings(patients=24, hours=3, seed=21)
     expected = offline_scores(readings)
+    create_topics(kafka_bootstrap, topic_prefix)
+    first, second, third = phases(readings, 3)
     a = scorer("scorer-a", kafka_bootstrap, topic_prefix, workdir)
     b = scorer("scorer-b", kafka_bootstrap, topic_prefix, workdir)
+    restarted: Service | None = None
     try:
-        producer = produce_paced(kafka_bootstrap, topic_prefix + VITALS, [(r.patient_id.encode(), encode_reading(r)) for r in readings])
+        produce(kafka_bootstrap, topic_prefix + VITALS, first)
+        wait_until(lambda: risk_count(kafka_bootstrap, topic_prefix) >= len(first), timeout_s=180, message="first third scored")
+        # The crash lands while the second third is streaming in, at a random moment.
+        producer = produce_paced(kafka_bootstrap, topic_prefix + VITALS, second, chunks=10, pause_s=0.3)
         victim = random.Random(5).choice([a, b])
-        threshold = random.Random(6).uniform(0.2, 0.6) * len(readings)
-        wait_until(lambda: risk_count(kafka_bootstrap, topic_prefix) >= threshold, timeout_s=120, message="a third of the stream")
+        time.sleep(random.Random(6).uniform(0.2, 2.5))
         victim.kill()
-        at_kill = risk_count(kafka_bootstrap, topic_prefix)
-        assert at_kill < len(readings), "the crash must land mid-stream for this test to mean anything"
         restarted = scorer(victim.name, kafka_bootstrap, topic_prefix, workdir)
         producer.join()
+        produce(kafka_bootstrap, topic_prefix + VITALS, third)
         got = committed_scores(kafka_bootstrap, topic_prefix + RISK, len(readings))
         assert restarted.alive(), restarted.log()
         assert "state restored" in restarted.log()
     finally:
-        for s in (a, b):
-            s.stop()
-        if "restarted" in locals():
-            restarted.stop()
+        for s in (a, b, restarted):
+            if s is not None:
+                s.stop()
     assert_same_stream(got, expected)
 
 
 def test_scaling_out_and_in_mid_stream_gives_the_same_committed_stream(kafka_bootstrap: str, topic_prefix: str, workdir: Path) -> None:
     readings = cohort_readings(patients=24, hours=3, seed=22)
     expected = offline_scores(readings)
+    create_topics(kafka_bootstrap, topic_prefix)
     services = [scorer("scale-1", kafka_bootstrap, topic_prefix, workdir)]
+    done = 0
     try:
-        producer = produce_paced(kafka_bootstrap, topic_prefix + VITALS, [(r.patient_id.encode(), encode_reading(r)) for r in readings], chunks=30)
-        wait_until(lambda: risk_count(kafka_bootstrap, topic_prefix) >= len(readings) * 0.15, timeout_s=120, message="15%")
-        services.append(scorer("scale-2", kafka_bootstrap, topic_prefix, workdir))
-        wait_until(lambda: risk_count(kafka_bootstrap, topic_prefix) >= len(readings) * 0.4, timeout_s=120, message="40%")
-        services.append(scorer("scale-3", kafka_bootstrap, topic_prefix, workdir))
-        wait_until(lambda: risk_count(kafka_bootstrap, topic_prefix) >= len(readings) * 0.6, timeout_s=120, message="60%")
-        assert services[0].stop() == 0, services[0].log()  # scale in: a clean leave hands its partitions over
-        assert risk_count(kafka_bootstrap, topic_prefix) < len(readings), "scale-in must happen mid-stream"
-        producer.join()
+        # Each change of membership happens while a quarter of the stream is arriving.
+        for i, part in enumerate(phases(readings, 4)):
+            producer = produce_paced(kafka_bootstrap, topic_prefix + VITALS, part, chunks=8, pause_s=0.3)
+            if i == 1:
+                services.append(scorer("scale-2", kafka_bootstrap, topic_prefix, workdir))
+            elif i == 2:
+                services.append(scorer("scale-3", kafka_bootstrap, topic_prefix, workdir))
+            elif i == 3:
+                assert services[0].stop() == 0, services[0].log()  # scale in: a clean leave hands its partitions over
+            producer.join()
+            done += len(part)
+            wait_until(lambda: risk_count(kafka_bootstrap, topic_prefix) >= done, timeout_s=180, message=f"phase {i} scored")
         got = committed_scores(kafka_bootstrap, topic_prefix + RISK, len(readings))
     finally:
         for s in services:
@@ -124,6 +143,7 @@ def test_the_scorer_survives_a_broker_restart_without_loss(tmp_path_factory: pyt
     readings = cohort_readings(patients=12, hours=2, seed=23)
     expected = offline_scores(readings)
     half = len(readings) // 2
+    create_topics(bootstrap, "")
     service = scorer("survivor", bootstrap, "", workdir)
     try:
         produce(bootstrap, VITALS, ((r.patient_id.encode(), encode_reading(r)) for r in readings[:half]))

@@ -123,16 +123,44 @@ def wait_until(condition, timeout_s: float = 60.0, interval_s: float = 0.5, mess
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {message}")
 
 
-def produce_paced(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes | None]], chunks: int = 20, pause_s: float = 0.4):  # noqa: ANN201
-    """Produce `items` in `chunks` with pauses, in a background thread (a stream, not a dump)."""
-    import threading
+class PacedProducer:
+    """Produces `items` in chunks with pauses, in a background thread (a stream, not a dump).
 
-    def run() -> None:
-        size = max(1, len(items) // chunks + 1)
-        for i in range(0, len(items), size):
-            produce(bootstrap, topic, items[i : i + size])
-            time.sleep(pause_s)
+    `join()` re-raises whatever went wrong in the thread, so a failed send fails the test.
+    """
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+    def __init__(self, bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes | None]], chunks: int, pause_s: float) -> None:
+        import threading
+
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(bootstrap, topic, items, chunks, pause_s), daemon=True)
+        self._thread.start()
+
+    def _run(self, bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes | None]], chunks: int, pause_s: float) -> None:
+        try:
+            size = max(1, len(items) // chunks + 1)
+            for i in range(0, len(items), size):
+                produce(bootstrap, topic, items[i : i + size])
+                time.sleep(pause_s)
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+
+    def join(self, timeout_s: float = 300.0) -> None:
+        self._thread.join(timeout_s)
+        if self.error is not None:
+            raise AssertionError(f"producing the test stream failed: {self.error!r}") from self.error
+
+
+def produce_paced(
+    bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes | None]], chunks: int = 20, pause_s: float = 0.4
+) -> PacedProducer:
+    return PacedProducer(bootstrap, topic, items, chunks, pause_s)
+
+
+def create_topics(bootstrap: str, prefix: str, partitions: int = 6) -> None:
+    """Create every wardwatch topic under `prefix` up front (the broker never auto-creates),
+    so a test can produce before its services have finished starting."""
+    from runtime.kafka.admin import ensure_topics
+    from runtime.topics import ALL
+
+    ensure_topics(bootstrap, ALL, partitions, 1, prefix)
