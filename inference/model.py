@@ -3,7 +3,10 @@
 Per step it sees each input's value, whether it was observed (mask) and how long ago it was
 last seen (delta). Missing inputs decay from their last value towards the population mean,
 and the hidden state decays with elapsed time before the recurrent update (Che et al. 2018).
-The cell is a GRU by default or an LSTM; both stream through the same interface:
+Optionally (`trend_hours`) the state also keeps per-input running means over a few time
+constants, and each step sees how far the new value is from them: its trend, and its
+distance from the patient's own baseline. The cell is a GRU by default or an LSTM; both
+stream through the same interface:
 
     state = model.initial_state(batch)
     state, logit = model.step(state, values, mask, delta, last_values, last_mask)
@@ -31,8 +34,16 @@ class ModelConfig:
     cell: str = "gru"  # "gru" or "lstm"
     hidden: int = 48
     horizon_hours: float = 6.0
+    # Time constants of per-vital running means kept in the state (empty: none). The input
+    # then also carries how far each observed vital is from each running mean: a trend, and
+    # a deviation from the patient's own baseline, that a GRU stepping every minute would
+    # otherwise have to learn to integrate over hours.
+    trend_hours: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "trend_hours", tuple(float(t) for t in self.trend_hours))
+        if any(t <= 0 for t in self.trend_hours):
+            raise ValueError(f"trend_hours={self.trend_hours}: expected positive time constants")
         if self.cell not in ("gru", "lstm"):
             raise ValueError(f"cell={self.cell!r}: expected 'gru' or 'lstm'")
         if not 4 <= self.hidden <= 1024:
@@ -55,13 +66,19 @@ class RiskModel(nn.Module):
         self.input_decay_w = nn.Parameter(torch.full((d,), 0.1))
         self.input_decay_b = nn.Parameter(torch.zeros(d))
         self.hidden_decay = nn.Linear(d, h)
-        inputs = 3 * d  # imputed values, mask, scaled time since last seen
+        self.register_buffer("trend_tau", torch.tensor(config.trend_hours, dtype=torch.float32).reshape(-1, 1))
+        inputs = 3 * d + len(config.trend_hours) * d  # imputed values, mask, time since seen, trends
         self.cell: nn.Module = nn.GRUCell(inputs, h) if config.cell == "gru" else nn.LSTMCell(inputs, h)
         self.head = nn.Linear(h, 1)
 
     @property
-    def state_size(self) -> int:
+    def recurrent_size(self) -> int:
         return self.config.hidden * (2 if self.config.cell == "lstm" else 1)
+
+    @property
+    def state_size(self) -> int:
+        """Recurrent state, then the running means [K, D] flattened."""
+        return self.recurrent_size + len(self.config.trend_hours) * N_FEATURES
 
     def initial_state(self, batch: int) -> Tensor:
         return torch.zeros(batch, self.state_size, device=self.mean.device)
@@ -75,15 +92,26 @@ class RiskModel(nn.Module):
         gamma_x = torch.exp(-torch.relu(self.input_decay_w * delta + self.input_decay_b))
         x_hat = mask * x + (1.0 - mask) * gamma_x * x_last
         gamma_h = torch.exp(-torch.relu(self.hidden_decay(delta)))
-        inputs = torch.cat([x_hat, mask, delta / MAX_DELTA_HOURS], dim=1)
+        parts = [x_hat, mask, delta / MAX_DELTA_HOURS]
+        recurrent, running = state[:, : self.recurrent_size], state[:, self.recurrent_size :]
+        if self.config.trend_hours:
+            k = len(self.config.trend_hours)
+            running = running.reshape(-1, k, N_FEATURES)
+            # A running mean over irregular samples: weight by the time since the vital was last
+            # seen; the first observation sets it. Unobserved vitals leave it unchanged.
+            alpha = torch.where(last_mask[:, None] > 0, 1.0 - torch.exp(-delta[:, None] / self.trend_tau), torch.ones_like(running))
+            alpha = alpha * mask[:, None]
+            parts.append(((x[:, None] - running) * mask[:, None] * last_mask[:, None]).reshape(-1, k * N_FEATURES))
+            running = (running + alpha * (x[:, None] - running)).reshape(-1, k * N_FEATURES)
+        inputs = torch.cat(parts, dim=1)
         if self.config.cell == "gru":
-            h = self.cell(inputs, state * gamma_h)
-            new_state = h
+            h = self.cell(inputs, recurrent * gamma_h)
+            new_recurrent = h
         else:
-            h_prev, c_prev = state.chunk(2, dim=1)
+            h_prev, c_prev = recurrent.chunk(2, dim=1)
             h, c = self.cell(inputs, (h_prev * gamma_h, c_prev))
-            new_state = torch.cat([h, c], dim=1)
-        return new_state, self.head(h).squeeze(1)
+            new_recurrent = torch.cat([h, c], dim=1)
+        return torch.cat([new_recurrent, running], dim=1), self.head(h).squeeze(1)
 
     def forward_sequence(
         self,

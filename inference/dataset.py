@@ -1,0 +1,203 @@
+"""Simulator cohorts as model inputs: per-patient series, then padded tensors for BPTT.
+
+Each patient's readings are cleaned the way the pipeline would apply them (validated as
+ingest does, de-duplicated by (device_id, seq), late ones dropped as the scorer does), cut
+at the patient's deterioration event (after it the patient belongs to the rapid-response
+team, not the scorer), featurised with `inference.features.sequence_inputs` and labelled:
+a reading is positive when an event follows it within the horizon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ingest import Limits, Reading, Rejected, validate_object
+from inference.features import FEATURES, MS_PER_HOUR, N_FEATURES, SequenceInputs, sequence_inputs
+from inference.news2 import news2
+
+# Offline cohorts are replayed long after the fact: accept any event time.
+OFFLINE_LIMITS = Limits(max_age_ms=2**62, max_future_ms=2**62)
+# NEWS2 uses carried-forward values up to this old, as the scorer does by default.
+NEWS2_MAX_AGE_MS = 4 * 3_600_000
+BINARY_FEATURES = ("on_oxygen", "consciousness")
+
+
+@dataclass(frozen=True)
+class PatientSeries:
+    """One patient's scored readings: model inputs, labels and NEWS2, all in event-time order."""
+
+    patient_id: str
+    scenario: str
+    event_ts_ms: int | None
+    inputs: SequenceInputs
+    labels: np.ndarray  # [T] 1.0 if an event follows within the horizon
+    news2: np.ndarray  # [T] NEWS2 total the scorer would publish with the reading
+    news2_single3: np.ndarray  # [T] bool
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def applied_readings(raw: Iterable[dict[str, object]]) -> dict[str, list[Reading]]:
+    """Per patient, the readings the streaming scorer would apply, in the order it applies them.
+
+    Invalid payloads and duplicates (same device_id and seq) are dropped; a reading older
+    than the patient's last applied one is late (the scorer dead-letters it).
+    """
+    seen: set[tuple[str, int]] = set()
+    by_patient: dict[str, list[Reading]] = {}
+    for obj in raw:
+        try:
+            reading = validate_object(obj, 0, OFFLINE_LIMITS)
+        except Rejected:
+            continue
+        key = (reading.device_id, reading.seq)
+        if key in seen:
+            continue
+        seen.add(key)
+        applied = by_patient.setdefault(reading.patient_id, [])
+        if applied and reading.ts_ms < applied[-1].ts_ms:
+            continue
+        applied.append(reading)
+    return by_patient
+
+
+def carried_news2(readings: Sequence[Reading], max_age_ms: int = NEWS2_MAX_AGE_MS) -> tuple[np.ndarray, np.ndarray]:
+    """NEWS2 per reading from each parameter's last value no older than `max_age_ms` (as the scorer)."""
+    totals = np.zeros(len(readings), dtype=np.int16)
+    single3 = np.zeros(len(readings), dtype=bool)
+    last: dict[str, tuple[int, object]] = {}
+    names = ("hr", "rr", "spo2", "temp", "sbp", "on_oxygen", "acvpu")
+    for t, r in enumerate(readings):
+        for name in names:
+            v = getattr(r, name)
+            if v is not None:
+                last[name] = (r.ts_ms, v)
+        fresh = {n: v for n, (ts, v) in last.items() if ts >= r.ts_ms - max_age_ms}
+        score = news2(spo2_scale=r.spo2_scale, **fresh)  # type: ignore[arg-type]
+        totals[t] = score.total
+        single3[t] = score.single3
+    return totals, single3
+
+
+def labels_for(ts_ms: np.ndarray, event_ts_ms: int | None, horizon_hours: float) -> np.ndarray:
+    """1.0 where the event happens within `horizon_hours` after the reading (the reading before it)."""
+    if event_ts_ms is None:
+        return np.zeros(len(ts_ms), dtype=np.float32)
+    ahead = event_ts_ms - ts_ms
+    return ((ahead > 0) & (ahead <= horizon_hours * MS_PER_HOUR)).astype(np.float32)
+
+
+def cohort_series(cohort: object, horizon_hours: float) -> list[PatientSeries]:
+    """Clean, cut at the event, featurise and label every patient of a `sim.cohort.Cohort`."""
+    events: dict[str, tuple[int, str]] = {}
+    for e in cohort.events:  # type: ignore[attr-defined]
+        if e.patient_id not in events or e.event_ts_ms < events[e.patient_id][0]:
+            events[e.patient_id] = (e.event_ts_ms, e.scenario)
+    scenarios = {p.patient_id: p.scenario for p in cohort.patients}  # type: ignore[attr-defined]
+    series = []
+    for patient_id, readings in sorted(applied_readings(cohort.readings).items()):  # type: ignore[attr-defined]
+        event_ts, scenario = events.get(patient_id, (None, scenarios.get(patient_id, "stable")))
+        if event_ts is not None:
+            readings = [r for r in readings if r.ts_ms < event_ts]
+        if not readings:
+            continue
+        inputs = sequence_inputs(readings)
+        totals, single3 = carried_news2(readings)
+        series.append(
+            PatientSeries(patient_id, scenario, event_ts, inputs, labels_for(inputs.ts_ms, event_ts, horizon_hours), totals, single3)
+        )
+    return series
+
+
+@dataclass(frozen=True)
+class Padded:
+    """A cohort as right-padded tensors: inputs [N, T, D], labels and valid [N, T]."""
+
+    values: Tensor
+    mask: Tensor
+    delta: Tensor
+    last_values: Tensor
+    last_mask: Tensor
+    labels: Tensor
+    valid: Tensor
+
+    @property
+    def patients(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def steps(self) -> int:
+        return self.values.shape[1]
+
+    def select(self, rows: Tensor) -> Padded:
+        return Padded(*(t.index_select(0, rows) for t in self._tensors()))
+
+    def to(self, device: torch.device | str) -> Padded:
+        return Padded(*(t.to(device) for t in self._tensors()))
+
+    def chunks(self, length: int) -> Iterator[Padded]:
+        """Consecutive time slices of at most `length` steps, for truncated BPTT."""
+        last = int(self.valid.any(0).nonzero().max()) + 1 if bool(self.valid.any()) else 0
+        for start in range(0, last, length):
+            yield Padded(*(t[:, start : start + length] for t in self._tensors()))
+
+    def _tensors(self) -> tuple[Tensor, ...]:
+        return (self.values, self.mask, self.delta, self.last_values, self.last_mask, self.labels, self.valid)
+
+
+def pad(series: Sequence[PatientSeries]) -> Padded:
+    """Right-pad per-patient series into tensors; `valid` marks the real readings."""
+    n = len(series)
+    steps = max(len(s) for s in series)
+    out = {name: np.zeros((n, steps, N_FEATURES), dtype=np.float32) for name in ("values", "mask", "delta", "last_values", "last_mask")}
+    labels = np.zeros((n, steps), dtype=np.float32)
+    valid = np.zeros((n, steps), dtype=bool)
+    for i, s in enumerate(series):
+        t = len(s)
+        out["values"][i, :t] = s.inputs.values
+        out["mask"][i, :t] = s.inputs.mask
+        out["delta"][i, :t] = s.inputs.delta_hours
+        out["last_values"][i, :t] = s.inputs.last_values
+        out["last_mask"][i, :t] = s.inputs.last_mask
+        labels[i, :t] = s.labels
+        valid[i, :t] = True
+    return Padded(*(torch.from_numpy(out[k]) for k in ("values", "mask", "delta", "last_values", "last_mask")),
+                  torch.from_numpy(labels), torch.from_numpy(valid))
+
+
+def normalisation(series: Sequence[PatientSeries]) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation of each input over its observed values (the training cohort's)."""
+    values = np.concatenate([s.inputs.values for s in series])
+    mask = np.concatenate([s.inputs.mask for s in series]) > 0
+    mean = np.zeros(N_FEATURES, dtype=np.float64)
+    std = np.ones(N_FEATURES, dtype=np.float64)
+    for j in range(N_FEATURES):
+        if FEATURES[j] in BINARY_FEATURES:
+            continue  # 0/1 already; a rare flag scaled by a tiny spread would swamp the rest
+        seen = values[mask[:, j], j].astype(np.float64)
+        if seen.size:
+            mean[j] = seen.mean()
+            std[j] = max(seen.std(), 0.05)
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+
+
+def make_cohort(patients: int, hours: float, seed: int, **options: object) -> tuple[dict[str, object], object]:
+    """Generate a simulator cohort; options the simulator does not know are an error naming them."""
+    from dataclasses import asdict, fields
+
+    from sim.cohort import CohortConfig, generate
+
+    known = {f.name for f in fields(CohortConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"cohort option(s) {unknown} not offered by sim.cohort.CohortConfig (has {sorted(known)})")
+    config = CohortConfig(patients=patients, hours=hours, seed=seed, **options)  # type: ignore[arg-type]
+    # What identifies the cohort in reports; device faults are the simulator's defaults.
+    description = {k: v for k, v in asdict(config).items() if k not in ("start_ms", "devices")}
+    return description, generate(config)

@@ -1,0 +1,112 @@
+"""Evaluation metrics on inputs small enough to check by hand, and the cohort cleaning they rely on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.dataset import PatientSeries, applied_readings, cohort_series, labels_for, make_cohort
+from inference.evaluate import AlertRule, alerts, auprc, auroc, event_metrics, matched_threshold, roc_curve
+from inference.features import sequence_inputs
+from ingest import Reading
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+
+
+def test_auroc_of_perfect_inverted_and_constant_scores() -> None:
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    perfect = labels * 0.8 + 0.1
+    assert auroc(labels, perfect) == 1.0
+    assert auroc(labels, -perfect) == 0.0
+    assert auroc(labels, np.zeros(6)) == 0.5
+
+
+def test_auroc_equals_pairwise_probability_with_ties_counted_half() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.random(300) < 0.2
+    scores = rng.integers(0, 6, 300).astype(float) + labels  # integer scores: many ties, like NEWS2
+    pos, neg = scores[labels], scores[~labels]
+    pairwise = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (pos.size * neg.size)
+    assert auroc(labels, scores) == pytest.approx(pairwise, abs=1e-12)
+
+
+def test_auprc_of_perfect_ranking_is_one_and_of_a_known_ranking_by_hand() -> None:
+    assert auprc(np.array([1, 0, 1, 0]), np.array([0.9, 0.1, 0.8, 0.2])) == pytest.approx(1.0)
+    # ranked: 1, 0, 1, 0 -> precision 1 at recall 0.5, precision 2/3 at recall 1
+    assert auprc(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1])) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+
+
+def test_auprc_of_uninformative_scores_is_the_prevalence() -> None:
+    labels = np.array([1, 0, 0, 0, 1, 0, 0, 0, 0, 0])
+    assert auprc(labels, np.ones(10)) == pytest.approx(0.2)
+
+
+def test_roc_needs_both_classes() -> None:
+    with pytest.raises(ValueError, match="positive and negative"):
+        roc_curve(np.ones(3), np.arange(3))
+
+
+def test_alert_needs_debounced_readings_and_respects_refractory_period() -> None:
+    ts = np.arange(12) * MINUTE
+    scores = np.array([0, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1], dtype=float)
+    rule = AlertRule(debounce=3, refractory_minutes=60)
+    active, raised = alerts(ts, scores, 0.5, rule)
+    assert raised.tolist() == [6]  # the 2-reading blip does not raise; the stretch at 9-11 is refractory
+    assert active.tolist() == [False] * 6 + [True, True] + [False] * 4
+    _, raised = alerts(ts, scores, 0.5, AlertRule(debounce=3, refractory_minutes=2))
+    assert raised.tolist() == [6, 11]
+
+
+def series(patient_id: str, scores_len: int, event_ts: int | None) -> PatientSeries:
+    readings = [Reading(patient_id, "D", t, t * 10 * MINUTE, hr=80.0) for t in range(scores_len)]
+    inputs = sequence_inputs(readings)
+    zeros = np.zeros(scores_len, dtype=np.int16)
+    return PatientSeries(patient_id, "x", event_ts, inputs, labels_for(inputs.ts_ms, event_ts, 6.0), zeros, zeros.astype(bool))
+
+
+def test_event_sensitivity_lead_time_and_alert_rate() -> None:
+    # 13 readings 10 minutes apart (2 h); event 10 min after the last reading.
+    caught = series("A", 13, 13 * 10 * MINUTE)
+    missed = series("B", 13, 13 * 10 * MINUTE)
+    stable = series("C", 13, None)
+    rising = np.r_[np.zeros(6), np.ones(7)]  # alert active from reading 8 (debounce 3)
+    scores = [rising, np.zeros(13), np.r_[np.ones(4), np.zeros(9)]]
+    m = event_metrics([caught, missed, stable], scores, 0.5, AlertRule(debounce=3, refractory_minutes=60, window_hours=6))
+    assert (m["events"], m["detected"], m["sensitivity"]) == (2, 1, 0.5)
+    assert m["median_lead_hours"] == pytest.approx((130 - 80) / 60)
+    assert m["alerts"] == 2  # one for A, one for the stable patient's early stretch
+    assert m["false_alerts"] == 1
+    assert m["alerts_per_patient_day"] == pytest.approx(2 / (3 * 2 / 24))
+
+
+def test_matched_threshold_is_the_highest_reaching_the_target_sensitivity() -> None:
+    patients = [series(p, 13, 13 * 10 * MINUTE) for p in "AB"]
+    scores = [np.r_[np.zeros(6), np.full(7, 0.9)], np.r_[np.zeros(6), np.full(7, 0.4)]]
+    rule = AlertRule(debounce=1, refractory_minutes=60, window_hours=6)
+    assert matched_threshold(patients, scores, 1.0, rule) == pytest.approx(0.4)
+    assert matched_threshold(patients, scores, 0.5, rule) == pytest.approx(0.9)
+
+
+def test_labels_mark_readings_within_the_horizon_before_the_event() -> None:
+    ts = np.array([0, 1, 5, 6, 7]) * HOUR
+    assert labels_for(ts, 7 * HOUR, 6.0).tolist() == [0, 1, 1, 1, 0]
+    assert labels_for(ts, None, 6.0).sum() == 0
+
+
+def test_cleaning_drops_invalid_duplicate_and_late_readings_like_the_scorer() -> None:
+    def raw(seq: int, ts: int, **extra: object) -> dict[str, object]:
+        return {"patient_id": "P1", "device_id": "D1", "seq": seq, "ts_ms": ts, "hr": 80, **extra}
+
+    applied = applied_readings([raw(0, 0), raw(1, 60_000), raw(1, 60_000), raw(2, 30_000), raw(3, 120_000, hr=9999), raw(4, 180_000)])
+    assert [r.seq for r in applied["P1"]] == [0, 1, 4]
+
+
+def test_cohort_series_stops_before_the_event_and_labels_the_horizon() -> None:
+    _, cohort = make_cohort(patients=6, hours=3.0, seed=5, deteriorating_fraction=1.0)
+    out = cohort_series(cohort, horizon_hours=6.0)
+    assert out and all(s.event_ts_ms is not None for s in out)
+    for s in out:
+        assert s.inputs.ts_ms.max() < s.event_ts_ms
+        assert np.all(np.diff(s.inputs.ts_ms) >= 0)
+        assert s.labels.tolist() == labels_for(s.inputs.ts_ms, s.event_ts_ms, 6.0).tolist()
