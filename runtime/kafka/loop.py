@@ -211,7 +211,7 @@ class StreamLoop:
         for tp in tps:
             self._positions.pop(tp, None)
             try:
-                self.metrics.lag.remove(self.stage, tp.topic, str(tp.partition))
+                self.metrics.lag.remove(self.stage, tp.topic[len(self.config.topic_prefix) :], str(tp.partition))
             except KeyError:
                 pass
         self.metrics.rebalances.labels(self.stage, "revoked").inc()
@@ -244,11 +244,19 @@ class StreamLoop:
         if now - self._last_lag_update < 1.0:
             return
         self._last_lag_update = now
+        prefix = len(self.config.topic_prefix)
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
-            position = self._positions.get(tp)
-            if high is not None and position is not None:
-                self.metrics.lag.labels(self.stage, tp.topic, str(tp.partition)).set(max(0, high - position))
+            if high is None or tp not in self._positions:
+                continue
+            try:
+                # The consumer's own position has stepped over transaction markers, which our
+                # last-consumed offset has not: under read_committed that is the honest lag.
+                position = self._consumer.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue
+            if position is not None:
+                self.metrics.lag.labels(self.stage, tp.topic[prefix:], str(tp.partition)).set(max(0, high - position))
 
 
 class _Rebalance(ConsumerRebalanceListener):
