@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 
 from inference.service import ScoreConfig, build_scorer, load_model
 from inference.scorer import STAGE
@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
         config,
         lambda metrics: build_scorer(config, metrics, model, version),
         stage=STAGE,
-        # Sticky keeps partitions (and so their restored state) where they are across rebalances.
-        assignors=(StickyPartitionAssignor,),
+        # Cooperative sticky (KIP-429): a rebalance revokes only the partitions that move, so
+        # the others keep scoring and only moved state is restored.
+        assignors=(CooperativeStickyAssignor,),
         build_info={"version": __version__, "model": version},
     )
