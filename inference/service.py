@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from inference.model import RiskModel, untrained
-from inference.scorer import STAGE, ScorerProcessor, ScorerSettings
+from inference.scorer import ScorerProcessor, ScorerSettings
 from runtime.config import ConfigError, StreamConfig, require, setting
 from runtime.metrics import StreamMetrics
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from importlib import metadata
 
 from prometheus_client import (
     CollectorRegistry,
@@ -15,6 +16,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    ProcessCollector,
     disable_created_metrics,
     start_http_server,
 )
@@ -25,6 +27,36 @@ log = logging.getLogger(__name__)
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+def package_version() -> str:
+    """The installed wardwatch version (runtime sits below the `wardwatch` package, so it asks
+    the package metadata rather than importing it)."""
+    try:
+        return metadata.version("wardwatch")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class BuildInfo:
+    """`wardwatch_build_info{version, model, stage, ...} 1` on every service.
+
+    Every service exports the same label names: `info()` merges what a stage knows (its model
+    version, its rules file) over the defaults instead of replacing them.
+    """
+
+    def __init__(self, registry: CollectorRegistry, stage: str) -> None:
+        self._info = Info("wardwatch_build", "Build, stage and model version of this process", registry=registry)
+        self._values = {"version": package_version(), "stage": stage, "model": "none"}
+        self._info.info(self._values)
+
+    def info(self, values: dict[str, str]) -> None:
+        self._values = {**self._values, **{k: str(v) for k, v in values.items()}}
+        self._info.info(self._values)
+
+    @property
+    def values(self) -> dict[str, str]:
+        return dict(self._values)
 
 
 @dataclass
@@ -58,7 +90,7 @@ class StreamMetrics:
             "wardwatch_restore_duration_seconds", "Time to restore state from the changelog", ["stage"], buckets=LATENCY_BUCKETS, registry=r
         )
         self.restore_records = Counter("wardwatch_restore_records", "Changelog records replayed in restores", ["stage"], registry=r)
-        self.build = Info("wardwatch_build", "Build and model version", registry=r)
+        self.build = BuildInfo(r, self.stage)
         # Children are created up front so every series is visible from the first scrape.
         for result in ("committed", "aborted"):
             self.transactions.labels(self.stage, result)
@@ -70,9 +102,12 @@ class StreamMetrics:
 
 
 def new_registry() -> CollectorRegistry:
-    """A fresh registry; `_created` series are dropped to keep the exposition small."""
+    """A fresh registry with the process's CPU and memory series; `_created` series are
+    dropped to keep the exposition small."""
     disable_created_metrics()
-    return CollectorRegistry(auto_describe=True)
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    return registry
 
 
 def serve(registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> int | None:

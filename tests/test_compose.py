@@ -66,3 +66,58 @@ def test_topic_names_in_the_stack_are_the_codes_topics(compose: dict) -> None:
         assert word in known
         # The stack names no topic of its own: services create theirs from runtime.topics.
         assert word not in text
+
+
+def test_every_service_has_a_health_check_and_a_restart_policy(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        assert service.get("restart") in {"unless-stopped", "always", "on-failure", "no"}, f"{name} has no restart policy"
+    # Long-running services come back; the simulator is a finite run.
+    for name in ("kafka", "ingest", "score", "alerts", "wardview", "prometheus", "grafana"):
+        assert compose["services"][name]["restart"] == "unless-stopped", name
+
+
+def test_the_ward_view_is_served_on_its_default_port_and_scraped(compose: dict) -> None:
+    from wardwatch.wardview import WardViewConfig
+
+    port = WardViewConfig().port
+    service = compose["services"]["wardview"]
+    assert service["command"][0] == "wardview" and "0.0.0.0" in service["command"]
+    assert f"{port}:{port}" in service["ports"]
+    assert "/healthz" in " ".join(service["healthcheck"]["test"])
+    prometheus = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in prometheus["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
+    assert f"wardview:{port}" in targets
+
+
+def test_grafana_is_provisioned_with_the_dashboard_and_anonymous_viewing(compose: dict) -> None:
+    grafana = compose["services"]["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert "3000:3000" in grafana["ports"]
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    for mount in grafana["volumes"]:
+        source = mount.split(":")[0]
+        if source.startswith("./"):
+            assert (REPO / source).exists(), f"grafana mounts {source}, which is not in the repository"
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    for mount in compose["services"]["prometheus"]["volumes"]:
+        source = mount.split(":")[0]
+        if source.startswith("./"):
+            assert (REPO / source).exists(), source
+
+
+def test_prometheus_config_is_valid_for_promtool() -> None:
+    import os
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        message = "promtool not found: install Debian's `prometheus` package (deploy/scripts/system-deps.sh does)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run([promtool, "check", "config", str(REPO / "deploy" / "prometheus" / "prometheus.yml")],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -14,7 +14,7 @@ from sim.confounders import ConfounderRates
 from sim.devices import DeviceConfig
 from sim.live import live_start_ms
 from runtime.records import to_json
-from tests.support.kafka import create_topics, produce, read_committed, spawn, wait_until
+from tests.support.kafka import create_topics, produce, read_committed, spawn
 
 pytestmark = pytest.mark.kafka
 

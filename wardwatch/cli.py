@@ -24,6 +24,7 @@ COMMANDS = (
     "train",
     "evaluate",
     "evaluate_alerts",
+    "wardview",
 )
 
 DESCRIPTION = """\

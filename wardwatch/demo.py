@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from runtime.topics import ALERTS
 from wardwatch.broker import LocalBroker, cache_dir
 
 METRICS_PORTS = {"sim": 9101, "ingest": 9102, "score": 9103, "alerts": 9104}
+WARDVIEW_PORT = 8080
 
 
 @dataclass
@@ -88,7 +90,21 @@ def _tail_alerts(bootstrap: str, stop: threading.Event, printer: callable) -> No
         c.close()
 
 
+def _ports_in_use(ports: list[int]) -> list[int]:
+    busy = []
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                busy.append(port)
+    return busy
+
+
 def run_demo(options: DemoOptions) -> int:
+    busy = _ports_in_use([*METRICS_PORTS.values(), WARDVIEW_PORT])
+    if busy:
+        print(f"wardwatch demo: port(s) {', '.join(map(str, busy))} already in use (another demo running?); stop it first",
+              file=sys.stderr)
+        return 1
     options.log_dir.mkdir(parents=True, exist_ok=True)
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker: LocalBroker | None = None
@@ -106,11 +122,13 @@ def run_demo(options: DemoOptions) -> int:
     try:
         for name in ("ingest", "score", "alerts"):
             children.append(_spawn(name, [name, "--metrics-port", str(METRICS_PORTS[name]), "--instance-id", "demo"], env, options.log_dir))
+        children.append(_spawn("wardview", ["wardview", "--port", str(WARDVIEW_PORT)], env, options.log_dir))
         children.append(_spawn("sim", [
             "sim", "--patients", str(options.patients), "--hours", str(options.hours), "--speed", str(options.speed),
             "--seed", str(options.seed), "--bad-rate", str(options.bad_rate), "--metrics-port", str(METRICS_PORTS["sim"]),
         ], env, options.log_dir))
         print(f"pipeline running: {options.patients} patients, {options.hours:g} h of event time at {options.speed:g}x")
+        print(f"ward view: http://127.0.0.1:{WARDVIEW_PORT}/", flush=True)
         print("metrics: " + "  ".join(f"{n} http://127.0.0.1:{p}/metrics" for n, p in METRICS_PORTS.items()))
         print(f"logs:    {options.log_dir}/<service>.log     (Ctrl-C stops everything)")
         tail = threading.Thread(target=_tail_alerts, args=(bootstrap, stop, lambda s: print(s, flush=True)), daemon=True)
@@ -150,10 +168,11 @@ def _summarise(children: list[Child], options: DemoOptions, stop: threading.Even
         rejects = stats["ingest"].get("wardwatch_rejects_total", 0.0) + stats["score"].get("wardwatch_rejects_total", 0.0)
         lag = stats["score"].get("wardwatch_consumer_lag_records", 0.0)
         alerts = stats["alerts"].get("wardwatch_alerts_total", 0.0)
+        open_alerts = stats["alerts"].get("wardwatch_active_alerts", 0.0)
         rate = (sent - last["sim"]) / max(1e-9, now - last_t)
         last["sim"], last_t = sent, now
         print(f"[{now - started:5.0f}s] sent {sent:7.0f} ({rate:5.0f}/s)  valid {valid:7.0f}  scored {scored:7.0f}  "
-              f"rejected {rejects:4.0f}  scorer lag {lag:4.0f}  alert events {alerts:4.0f}", flush=True)
+              f"rejected {rejects:4.0f}  scorer lag {lag:4.0f}  alert events {alerts:4.0f}  open {open_alerts:3.0f}", flush=True)
         if options.duration_s and now - started >= options.duration_s:
             return 0
     return 0
