@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ingest",
         help="validate raw device readings (vitals.raw -> vitals, rejects -> vitals.dlq)",
         description="The front door: every vitals.raw record ends up exactly once in vitals (valid, normalised) "
-        "or vitals.dlq (with the reason in headers). File mode: --input RAW.jsonl --output VITALS.jsonl.",
+        "or vitals.dlq (with the reason in headers); accepts plain JSON readings and FHIR R4 vital-signs "
+        "Observations or Bundles; de-duplicates by (patient, device, seq). File mode: --input RAW.jsonl --output VITALS.jsonl.",
     )
     add_arguments(p, IngestConfig)
     p.set_defaults(func=run)
@@ -24,4 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load(IngestConfig, args)
     logs.setup(config.log_level, STAGE)
-    return run_stream(config, lambda metrics: IngestProcessor(metrics, config.limits()), stage=STAGE)
+    return run_stream(
+        config, lambda metrics: IngestProcessor(metrics, config.limits(), dedup=config.dedup()), stage=STAGE
+    )
