@@ -43,7 +43,7 @@ CODES: Final = {"8867-4": "hr", "9279-1": "rr", "59408-5": "spo2", "2708-6": "sp
 MEASURED: Final = ("final", "amended", "corrected", "preliminary")
 NO_DEVICE: Final = "fhir-unspecified"
 
-_REFERENCE = re.compile(r"(?:^|/)([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+REFERENCE = re.compile(r"(?:^|/)([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$")
 
 
@@ -217,7 +217,7 @@ def _reference_id(ref: Any, where: str, types: tuple[str, ...]) -> str:
     text = ref.get("reference") if isinstance(ref, dict) else None
     if not isinstance(text, str):
         raise Rejected(Reason.MISSING_FIELD, f"{where}.reference: expected \"{types[0]}/<id>\"")
-    match = _REFERENCE.search(text)
+    match = REFERENCE.search(text)
     if match is None or match.group(1) not in types:
         raise Rejected(Reason.UNSUPPORTED_FHIR, f"{where}.reference {_short(text)}: expected \"{types[0]}/<id>\" (other references are not resolved)")
     return match.group(2)
@@ -228,7 +228,7 @@ def _device(ref: Any) -> str:
         return NO_DEVICE
     text = ref.get("reference")
     if isinstance(text, str):
-        match = _REFERENCE.search(text)
+        match = REFERENCE.search(text)
         if match is None:
             raise Rejected(Reason.UNSUPPORTED_FHIR, f"device.reference {_short(text)}: expected \"Device/<id>\"")
         return match.group(2)

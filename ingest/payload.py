@@ -7,10 +7,11 @@ takes a request body apart into items it answers for one by one (`split_items`,
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ingest.contract import Reading
-from ingest.fhir import is_fhir, map_resource
+from ingest.fhir import REFERENCE, is_fhir, map_resource
 from ingest.item import Item
 from ingest.validate import Limits, Reason, Rejected, decode_json, validate_object
 
@@ -51,7 +52,11 @@ def split_items(obj: Any) -> list[Any]:
 
 def validate_item(item: Any, now_ms: int, limits: Limits = Limits()) -> list[Reading]:
     """One item -> its readings; raises the first Rejected when any part of it is refused."""
-    items = items_of(item, now_ms, limits)
+    size = len(json.dumps(item, separators=(",", ":")))
+    if size > (limits.max_fhir_bytes if is_fhir(item) else limits.max_payload_bytes):
+        # The same size rule the ingest stage applies to the record the gateway would write.
+        raise Rejected(Reason.TOO_LARGE, f"item is {size} bytes, over the limit for its kind")
+    items = items_of(item, now_ms, limits, size=size)
     for part in items:
         if part.rejected is not None:
             raise part.rejected
@@ -65,6 +70,7 @@ def patient_key(item: Any) -> str | None:
     if is_fhir(item):
         subject = item.get("subject")
         ref = subject.get("reference") if isinstance(subject, dict) else None
-        return ref.rpartition("/")[2] or None if isinstance(ref, str) else None
+        match = REFERENCE.search(ref) if isinstance(ref, str) else None  # also .../Patient/x/_history/2
+        return match.group(2) if match is not None and match.group(1) == "Patient" else None
     patient = item.get("patient_id")
     return (patient.strip() or None) if isinstance(patient, str) else None

@@ -59,6 +59,20 @@ def test_services_reach_the_broker_on_its_internal_listener(compose: dict) -> No
         assert compose["services"][name]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
+def test_the_gateway_listens_on_its_default_port_with_a_token_and_is_scraped(compose: dict) -> None:
+    from ingest.gateway import GatewayConfig
+
+    gateway = compose["services"]["gateway"]
+    defaults = GatewayConfig(token="x" * 16)
+    assert gateway["command"] == ["gateway"]
+    assert f"{defaults.port}:{defaults.port}" in gateway["ports"]
+    assert gateway["environment"]["WARDWATCH_METRICS_PORT"] == str(defaults.metrics_port)
+    assert gateway["environment"]["WARDWATCH_TOKEN"]
+    prometheus = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in prometheus["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
+    assert f"gateway:{defaults.metrics_port}" in targets
+
+
 def test_topic_names_in_the_stack_are_the_codes_topics(compose: dict) -> None:
     text = (REPO / "docker-compose.yml").read_text()
     known = {spec.name for spec in ALL}
