@@ -1,0 +1,83 @@
+"""Writes bench/results/latest.json and latest.md from one run's results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TARGETS = {
+    "scorer_vs_ceiling": (">=", 0.70),
+    "scorer_vs_naive": (">=", 10.0),
+    "scorer_vs_peer": (">=", 3.0),
+    "p99_event_to_score_ms_at_5k": ("<", 100.0),
+}
+
+
+def verdicts(result: dict) -> dict[str, dict[str, object]]:
+    out = {}
+    for key, (op, target) in TARGETS.items():
+        value = result.get(key)
+        met = value is not None and (value >= target if op == ">=" else value < target)
+        out[key] = {"value": value, "target": f"{op} {target:g}", "met": met}
+    return out
+
+
+def write(result: dict, directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    result["targets"] = verdicts(result)
+    json_path, md_path = directory / "latest.json", directory / "latest.md"
+    json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    md_path.write_text(markdown(result))
+    return json_path, md_path
+
+
+def _fmt(x: object) -> str:
+    return f"{x:,.1f}" if isinstance(x, float) else f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = [
+        f"# wardwatch benchmarks ({r['mode']} mode)", "",
+        f"- command: `{r['command']}`",
+        f"- when: {r['started_at']} UTC, took {r['wall_s']:.0f} s",
+        f"- broker: {r['broker']}",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average at start "
+        f"{' / '.join(map(str, m['load_average_at_start']))} (shared machine: other work was running)",
+        f"- software: Python {m['python']}, torch {m['torch']}, kafka-python {m['kafka_python']}, "
+        f"confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}), quixstreams {m['quixstreams']}",
+        f"- model: {r['model']}; input: {r['input']['readings']:,} readings of {r['input']['patients']:,} patients, "
+        f"{r['input']['mean_value_bytes']:.0f} B each, {r['input']['partitions']} partitions",
+        "", "## Targets (issue 9)", "", "| metric | value | target | met |", "|---|---:|---|---|",
+    ]
+    for key, v in r["targets"].items():
+        value = v["value"]
+        lines.append(f"| {key} | {_fmt(round(value, 2)) if isinstance(value, float) else value} | {v['target']} | {'yes' if v['met'] else '**no**'} |")
+    lines += ["", "## Throughput (same input, same broker, one process each)", "",
+              "| scenario | readings/s | window s | outputs seen | time-capped |", "|---|---:|---:|---:|---|"]
+    for name, t in r["throughput"].items():
+        lines.append(f"| {name} | {_fmt(t['readings_per_s'])} | {t['window_s']} | {t['outputs_seen']:,} | {t['time_capped']} |")
+    lines += ["", f"Ceiling: {r['notes']['ceiling']}", "", f"Peer: {r['notes']['peer']}", "",
+              "## Latency: event-to-score", "", r["notes"]["latency"], "",
+              "| offered/s | achieved offered/s | achieved scored/s | p50 ms | p99 ms | max ms | scored | steady p50 / p99 / max ms |",
+              "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for l in r["latency"]:
+        e, st = l["event_to_score_ms"], l["steady_event_to_score_ms"]
+        lines.append(f"| {l['offered_per_s']:,} | {_fmt(l['achieved_offered_per_s'])} | {_fmt(l['achieved_scored_per_s'])} "
+                     f"| {e['p50']} | {e['p99']} | {e['max']} | {l['scored']:,} | {st['p50']} / {st['p99']} / {st['max']} |")
+    lines += ["", "## State scale (restore from scorer.state)", "",
+              "| patients | table B/patient | RSS B/patient | read changelog s | restore_partition s | total s | rows/s |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in r["state_scale"]:
+        lines.append(f"| {s['patients']:,} | {s['table_bytes_per_patient']} | {s['rss_delta_bytes_per_patient']} | "
+                     f"{s['read_changelog_s']} | {s['restore_partition_s']} | {s['restore_total_s']} | {_fmt(s['rows_per_s'])} |")
+    lines += ["", "## Scale-out (one group, live input)", "", "| processes | readings/s | window s |", "|---:|---:|---:|"]
+    for s in r["scale_out"]:
+        lines.append(f"| {s['processes']} | {_fmt(s['readings_per_s'])} | {s['window_s']} |")
+    lines += ["", r["notes"]["scale_out"], "", "## Profile", "", "See `profile.md`. Shares of the StreamLoop run:", ""]
+    for k, v in r["profile"]["loop_share"].items():
+        lines.append(f"- {k}: {100 * v:.1f}%")
+    lines += ["", "Shares inside ScorerProcessor.process:", ""]
+    for k, v in r["profile"]["core_share"].items():
+        lines.append(f"- {k}: {100 * v:.1f}%")
+    return "\n".join(lines) + "\n"
