@@ -150,7 +150,9 @@ class StreamConfig(KafkaConfig):
         "", "stable id of this process in its group; names its transactional id (default: host-pid)"
     )
     commit_interval_ms: int = setting(100, "longest time between transaction commits, ms")
-    max_poll_records: int = setting(2000, "most records taken per poll (one batch)")
+    max_poll_records: int = setting(
+        10000, "most records taken per poll (one batch); larger batches share one state write per patient"
+    )
     transaction_timeout_ms: int = setting(10000, "broker aborts a transaction left open longer than this, ms")
     metrics_port: int = setting(0, "port for Prometheus /metrics (0 = pick a free one, -1 = off)")
     metrics_host: str = setting("0.0.0.0", "address /metrics listens on")
