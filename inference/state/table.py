@@ -55,10 +55,10 @@ class StateTable:
             return row
         if not self._free:
             self._grow(max(1024, self.capacity))
+        # Free rows are always clear (fresh from _grow, or cleared by remove): nothing to reset.
         row = self._free.pop()
         self.rows[patient_id] = row
         self.ids[row] = patient_id
-        self._clear(row)
         self.partition[row] = partition
         return row
 
