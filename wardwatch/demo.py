@@ -58,7 +58,8 @@ def _spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Ch
 
 
 def _scrape(port: int) -> dict[str, float]:
-    """Sum of each sample name on one /metrics endpoint (labels folded together)."""
+    """Sum of each sample name on one /metrics endpoint (labels folded together), plus
+    `name[topic]` sums for samples that carry a topic label."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as response:
             text = response.read().decode()
@@ -68,6 +69,10 @@ def _scrape(port: int) -> dict[str, float]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+            topic = sample.labels.get("topic")
+            if topic is not None:
+                key = f"{sample.name}[{topic}]"
+                totals[key] = totals.get(key, 0.0) + sample.value
     return totals
 
 
@@ -163,7 +168,7 @@ def _summarise(children: list[Child], options: DemoOptions, stop: threading.Even
             return 1
         stats = {name: _scrape(port) for name, port in METRICS_PORTS.items()}
         sent = stats["sim"].get("wardwatch_records_out_total", last["sim"])
-        valid = stats["ingest"].get("wardwatch_records_out_total", 0.0) - stats["ingest"].get("wardwatch_rejects_total", 0.0)
+        valid = stats["ingest"].get("wardwatch_records_out_total[vitals]", 0.0)
         scored = stats["score"].get("wardwatch_records_in_total", 0.0)
         rejects = stats["ingest"].get("wardwatch_rejects_total", 0.0) + stats["score"].get("wardwatch_rejects_total", 0.0)
         lag = stats["score"].get("wardwatch_consumer_lag_records", 0.0)
