@@ -7,6 +7,7 @@ Absent parameters score 0 and are reported in `missing`.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Final
 
@@ -34,47 +35,37 @@ class News2:
         return "low"
 
 
+# The chart (RCP 2017 Chart 1), written once: (upper-inclusive edges, score per band). A value,
+# rounded to chart resolution, scores `scores[i]` for the first edge >= it; past the last edge,
+# the last score. `inference.news2_batch` bands whole arrays with the same tables.
+RR_BANDS: Final = ((8, 11, 20, 24), (3, 1, 0, 2, 3))
+SPO2_SCALE1_BANDS: Final = ((91, 93, 95), (3, 2, 1, 0))
+# Scale 2 on oxygen; on air every value from 88 up scores 0.
+SPO2_SCALE2_BANDS: Final = ((83, 85, 87, 92, 94, 96), (3, 2, 1, 0, 1, 2, 3))
+SBP_BANDS: Final = ((90, 100, 110, 219), (3, 2, 1, 0, 3))
+HR_BANDS: Final = ((40, 50, 90, 110, 130), (3, 1, 0, 1, 2, 3))
+TEMP_TENTHS_BANDS: Final = ((350, 360, 380, 390), (3, 1, 0, 1, 2))  # in tenths of a degree
+
+
 def _round(value: float) -> int:
     # Half away from zero, as a person reading the chart would (Python's round() is banker's).
     return int(value + 0.5) if value >= 0 else -int(-value + 0.5)
 
 
+def _band(value: int, bands: tuple[tuple[int, ...], tuple[int, ...]]) -> int:
+    edges, scores = bands
+    return scores[bisect_left(edges, value)]
+
+
 def score_rr(rr: float) -> int:
-    v = _round(rr)
-    if v <= 8:
-        return 3
-    if v <= 11:
-        return 1
-    if v <= 20:
-        return 0
-    if v <= 24:
-        return 2
-    return 3
+    return _band(_round(rr), RR_BANDS)
 
 
 def score_spo2(spo2: float, *, scale: int = 1, on_oxygen: bool = False) -> int:
     v = _round(spo2)
     if scale == 2:
-        if v <= 83:
-            return 3
-        if v <= 85:
-            return 2
-        if v <= 87:
-            return 1
-        if v <= 92 or not on_oxygen:
-            return 0  # 88-92, or >= 93 on air
-        if v <= 94:
-            return 1
-        if v <= 96:
-            return 2
-        return 3
-    if v <= 91:
-        return 3
-    if v <= 93:
-        return 2
-    if v <= 95:
-        return 1
-    return 0
+        return _band(v, SPO2_SCALE2_BANDS) if on_oxygen or v < 88 else 0
+    return _band(v, SPO2_SCALE1_BANDS)
 
 
 def score_oxygen(on_oxygen: bool) -> int:
@@ -82,31 +73,11 @@ def score_oxygen(on_oxygen: bool) -> int:
 
 
 def score_sbp(sbp: float) -> int:
-    v = _round(sbp)
-    if v <= 90:
-        return 3
-    if v <= 100:
-        return 2
-    if v <= 110:
-        return 1
-    if v <= 219:
-        return 0
-    return 3
+    return _band(_round(sbp), SBP_BANDS)
 
 
 def score_hr(hr: float) -> int:
-    v = _round(hr)
-    if v <= 40:
-        return 3
-    if v <= 50:
-        return 1
-    if v <= 90:
-        return 0
-    if v <= 110:
-        return 1
-    if v <= 130:
-        return 2
-    return 3
+    return _band(_round(hr), HR_BANDS)
 
 
 def score_acvpu(acvpu: str) -> int:
@@ -114,16 +85,7 @@ def score_acvpu(acvpu: str) -> int:
 
 
 def score_temp(temp: float) -> int:
-    v = _round(temp * 10) / 10
-    if v <= 35.0:
-        return 3
-    if v <= 36.0:
-        return 1
-    if v <= 38.0:
-        return 0
-    if v <= 39.0:
-        return 1
-    return 2
+    return _band(_round(temp * 10), TEMP_TENTHS_BANDS)
 
 
 def news2(

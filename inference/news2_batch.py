@@ -1,8 +1,8 @@
-"""NEWS2 for many patients at once (the scorer's hot path): the RCP 2017 bands as arrays.
+"""NEWS2 for many patients at once (the scorer's hot path).
 
-Same chart, same rounding as `inference.news2` (half away from zero to whole numbers, and to
-0.1 °C for temperature); a test checks the two agree on every band edge and at random. Each
-band table is (upper edges, scores): a value scores `scores[i]` for the first edge >= it.
+The chart's band tables come from `inference.news2`, the one place they are written; this
+module applies them to arrays with the same rounding (half away from zero to whole numbers,
+and to 0.1 °C for temperature). A test checks the two agree on every band edge and at random.
 """
 
 from __future__ import annotations
@@ -11,16 +11,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RR = (np.array([8, 11, 20, 24]), np.array([3, 1, 0, 2, 3]))
-SPO2_SCALE1 = (np.array([91, 93, 95]), np.array([3, 2, 1, 0]))
-SPO2_SCALE2_ON_O2 = (np.array([83, 85, 87, 92, 94, 96]), np.array([3, 2, 1, 0, 1, 2, 3]))
-SBP = (np.array([90, 100, 110, 219]), np.array([3, 2, 1, 0, 3]))
-HR = (np.array([40, 50, 90, 110, 130]), np.array([3, 1, 0, 1, 2, 3]))
-TEMP_TENTHS = (np.array([350, 360, 380, 390]), np.array([3, 1, 0, 1, 2]))
+from inference import news2
+
+
+def _table(bands: tuple[tuple[int, ...], tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array(bands[0]), np.array(bands[1])
+
+
+RR = _table(news2.RR_BANDS)
+SPO2_SCALE1 = _table(news2.SPO2_SCALE1_BANDS)
+SPO2_SCALE2_ON_O2 = _table(news2.SPO2_SCALE2_BANDS)
+SBP = _table(news2.SBP_BANDS)
+HR = _table(news2.HR_BANDS)
+TEMP_TENTHS = _table(news2.TEMP_TENTHS_BANDS)
 
 # Column order of the arrays this module takes (inference.features.FEATURES).
 HR_, RR_, SPO2_, TEMP_, SBP_, _DBP, O2_, CONSCIOUSNESS_ = range(8)
-PARAMETERS = ("rr", "spo2", "on_oxygen", "sbp", "hr", "acvpu", "temp")
+PARAMETERS = news2.PARAMETERS
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,8 +180,10 @@ class ScorerProcessor:
         values = np.zeros((n, N_FEATURES), dtype=np.float32)
         mask = np.zeros((n, N_FEATURES), dtype=np.float32)
         ts = np.empty(n, dtype=np.int64)
+        scales = np.empty(n, dtype=np.int8)
         for i, (_record, r) in enumerate(applied):
             ts[i] = r.ts_ms
+            scales[i] = r.spo2_scale
             for j, name in _VITAL_COLUMNS:
                 v = getattr(r, name)
                 if v is not None:
@@ -218,11 +220,10 @@ class ScorerProcessor:
         table.last_ts[idx] = ts
 
         now_ms = self.clock() * 1000.0
+        table.spo2_scale[idx] = scales
         # NEWS2 for the whole round at once, from each patient's values still fresh enough.
-        for i, (_record, reading) in enumerate(applied):
-            table.spo2_scale[rows[i]] = reading.spo2_scale
         fresh = table.seen_ts[idx] >= (ts - self.settings.news2_max_age_ms)[:, None]
-        scores = news2_batch(table.last_values[idx], fresh, table.spo2_scale[idx])
+        scores = news2_batch(table.last_values[idx], fresh, scales)
         totals = scores.total.tolist()
         single3 = scores.single3.tolist()
         parameter_scores = np.where(scores.present, scores.scores, -1).tolist()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from inference import checkpoint as checkpoints
 from inference.model import RiskModel, untrained
 from inference.scorer import ScorerProcessor, ScorerSettings
 from runtime.config import ConfigError, StreamConfig, require, setting
@@ -35,15 +36,6 @@ class ScoreConfig(StreamConfig):
 def load_model(checkpoint: str) -> tuple[RiskModel, str]:
     """The model and its version: a checkpoint directory, the shipped default, or untrained."""
     if checkpoint == "untrained":
-        return untrained(0), UNTRAINED_VERSION
-    try:
-        from inference import checkpoint as checkpoints
-    except ImportError:
-        checkpoints = None  # type: ignore[assignment]
-    if checkpoints is None:
-        if checkpoint != "default":
-            raise ConfigError(f"--checkpoint={checkpoint!r}: checkpoints are not supported in this build")
-        log.warning("no trained checkpoint in this build: scoring with untrained weights model=%s", UNTRAINED_VERSION)
         return untrained(0), UNTRAINED_VERSION
     path = checkpoints.default_checkpoint_path() if checkpoint == "default" else checkpoint
     try:
