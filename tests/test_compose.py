@@ -8,6 +8,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
+from tests.support.tools import require_tool
 import yaml
 
 from runtime.topics import ALL
@@ -123,16 +125,9 @@ def test_grafana_is_provisioned_with_the_dashboard_and_anonymous_viewing(compose
 
 
 def test_prometheus_config_is_valid_for_promtool() -> None:
-    import os
-    import shutil
     import subprocess
 
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        message = "promtool not found: install Debian's `prometheus` package (deploy/scripts/system-deps.sh does)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    promtool = require_tool("promtool", "prometheus")
     result = subprocess.run([promtool, "check", "config", str(REPO / "deploy" / "prometheus" / "prometheus.yml")],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr

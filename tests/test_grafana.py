@@ -4,13 +4,13 @@ PromQL expression parses (promtool) and names only metrics the code actually exp
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.support.tools import require_tool
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,12 +111,7 @@ def test_every_query_names_only_metrics_the_code_exports(dashboard: dict) -> Non
 
 
 def test_every_query_is_valid_promql(dashboard: dict, tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        message = "promtool not found: install Debian's `prometheus` package (deploy/scripts/system-deps.sh does)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    promtool = require_tool("promtool", "prometheus")
     # $__rate_interval is Grafana's; Prometheus sees it already replaced by a duration.
     rules = [{"record": f"wardwatch:panel_{i}", "expr": expr.replace("$__rate_interval", "1m")}
              for i, (_, expr) in enumerate(expressions(dashboard))]

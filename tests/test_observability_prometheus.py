@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -26,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.topics import VITALS_RAW
 from tests.support.kafka import Service, create_topics, produce_paced, spawn, wait_until
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.kafka
 
@@ -34,13 +33,7 @@ URL = re.compile(r"(?:metrics|ward view) serving url=(http://[^\s\"]+)")
 
 
 def require_binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found: install Debian's `prometheus` package (deploy/scripts/system-deps.sh does)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_tool(name, "prometheus")
 
 
 def free_port() -> int:
