@@ -17,6 +17,7 @@ from inference.state.changelog import decode_row
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord, OutRecord, header
 from runtime.topics import RISK, SCORER_STATE, VITALS, VITALS_DLQ
+from tests.support.equivalence import RISK_ABS_TOLERANCE, assert_same_risks
 
 T0 = 1_767_225_600_000
 MIN = 60_000
@@ -87,14 +88,14 @@ def test_streaming_in_any_batching_equals_the_whole_sequence_at_once(cell: str) 
             logits, _ = model.forward_sequence(*tensors)
         expected = torch.sigmoid(logits[0]).numpy()
         got = np.array([streamed[(p, r.seq)] for r in mine])
-        np.testing.assert_allclose(got, expected, atol=2e-6)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=RISK_ABS_TOLERANCE)
 
 
 def test_batch_boundaries_do_not_change_any_output() -> None:
     readings = make_readings(patients=5, steps=30, seed=9)
     one_by_one = risks(run_in_batches(new_scorer(), records(readings), [1]))
     all_at_once = risks(run_in_batches(new_scorer(), records(readings), [len(readings)]))
-    assert one_by_one == all_at_once
+    assert_same_risks(one_by_one, all_at_once)
 
 
 def test_a_reading_older_than_the_last_applied_one_is_late_and_dead_lettered() -> None:
@@ -135,7 +136,7 @@ def test_restore_from_the_changelog_continues_exactly_where_the_state_left_off()
     for p, entries in changelog.items():
         second.restore(p, entries)
     resumed = risks(out) | risks(run_in_batches(second, items[half:], [10]))
-    assert resumed == uninterrupted
+    assert_same_risks(resumed, uninterrupted)
 
 
 def test_state_from_another_model_version_is_discarded_not_reused() -> None:
@@ -160,7 +161,7 @@ def test_idle_patients_are_evicted_with_a_tombstone_and_start_afresh() -> None:
 
     back = Reading("P1", "D1", 2, T0 + 3 * 60 * MIN, hr=75)
     fresh = new_scorer(idle_timeout_ms=60 * MIN)
-    assert risks(scorer.process(records([back], 1))) == risks(fresh.process(records([back], 1)))
+    assert_same_risks(risks(scorer.process(records([back], 1))), risks(fresh.process(records([back], 1))))
 
 
 def test_dropping_partitions_forgets_only_their_patients() -> None:

@@ -19,6 +19,7 @@ from runtime.records import InRecord
 from runtime.topics import RISK, VITALS
 from sim.cohort import CohortConfig, generate
 from sim.devices import DeviceConfig
+from tests.support.equivalence import RISK_ABS_TOLERANCE
 from tests.support.kafka import Service, create_topics, produce, produce_paced, read_committed, spawn, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -54,7 +55,7 @@ def assert_same_stream(got: list[tuple[str, int, float]], expected: dict[tuple[s
     assert len(keys) == len(set(keys)), f"{len(keys) - len(set(keys))} duplicate risk records"
     assert set(keys) == set(expected), f"missing {len(set(expected) - set(keys))} risk records"
     for patient, seq, risk in got:
-        assert risk == pytest.approx(expected[(patient, seq)], abs=1e-5), (patient, seq)
+        assert risk == pytest.approx(expected[(patient, seq)], abs=RISK_ABS_TOLERANCE), (patient, seq)
 
 
 def scorer(name: str, bootstrap: str, prefix: str, workdir: Path, *extra: str) -> Service:
