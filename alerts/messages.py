@@ -19,7 +19,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from inference.records import RiskDecodeError, decode_risk
+from inference.records import Risk, RiskDecodeError, decode_risk
 
 RAISED: Final = "raised"
 ESCALATED: Final = "escalated"
@@ -35,15 +35,12 @@ class MessageError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class RiskReading:
-    """The part of a `risk` record the alert rules look at."""
+class RiskReading(Risk):
+    """A `risk` record as the alert rules see it: the contract's fields, and a rule's signal.
 
-    patient_id: str
-    ts_ms: int
-    risk: float
-    news2: int
-    news2_single3: bool
-    model: str
+    Built from the first six fields (patient_id, ts_ms, risk, news2, news2_single3, model);
+    the rules never look at `seq` or `news2_scores`, so `parse_risk` leaves them out.
+    """
 
     def signal(self, name: str) -> float:
         """The value a rule's `signal` names (see `alerts.rules.SIGNALS`)."""

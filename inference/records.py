@@ -47,7 +47,7 @@ class Risk:
     news2_single3: bool
     model: str
     seq: int | None = None
-    news2_scores: dict[str, int | None] = field(default_factory=dict)
+    news2_scores: dict[str, int | None] = field(default_factory=dict, hash=False)  # a record stays hashable
 
 
 def format_risk(

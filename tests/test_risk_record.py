@@ -64,6 +64,7 @@ def test_every_reader_sees_the_same_record() -> None:
         record = decode_risk(value)
         assert parse_risk(value) == RiskReading(record.patient_id, record.ts_ms, record.risk, record.news2,
                                                 record.news2_single3, record.model)
+        assert hash(parse_risk(value)) == hash(parse_risk(value))  # usable as a key, as before
         assert ward.apply(RISK, value) is None
         patient = ward.patients[record.patient_id].to_json()
         assert (patient["risk"], patient["news2"], patient["news2_single3"], patient["model"]) == (
