@@ -1,4 +1,4 @@
-"""Alert rules from a YAML file: the thresholds live in config, never in code (DESIGN.md §5).
+"""Alert rules from a YAML file: the thresholds live in config, never in code (docs/alerts.md).
 
 `load_rules(path)` reads and validates a rules file (the shipped `default_rules.yaml` when no
 path is given). A bad file raises `RulesError` with one line naming the key, the value and

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from inference.features import MAX_DELTA_HOURS, MS_PER_HOUR, N_FEATURES
+from inference.news2 import NEWS2_MAX_AGE_MS
 from inference.news2_batch import PARAMETERS, news2_batch
 from inference.service import load_model
 from ingest import VITALS as VITAL_NAMES
 from runtime.topics import RISK, VITALS
 
 NEVER = -1
-NEWS2_MAX_AGE_MS = 4 * 3_600_000
 GROUP = "{prefix}quix-peer"
 
 

@@ -24,7 +24,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from ingest import VITALS, Reading, Reason, decode_reading
 from inference.features import MAX_DELTA_HOURS, MS_PER_HOUR, N_FEATURES
 from inference.model import RiskModel
-from inference.news2_batch import PARAMETERS, news2_batch
+from inference.news2 import NEWS2_MAX_AGE_MS
+from inference.news2_batch import news2_batch
+from inference.records import format_risk
 from inference.state.changelog import CONTENT_TYPE, encode_row
 from inference.state.recovery import restore_partition
 from inference.state.table import NEVER, StateTable
@@ -43,7 +45,7 @@ EVICTION_CHECK_MS = 60_000
 @dataclass(frozen=True, slots=True)
 class ScorerSettings:
     idle_timeout_ms: int = 24 * 3_600_000  # a patient silent this long starts afresh (discharged)
-    news2_max_age_ms: int = 4 * 3_600_000  # carried-forward values older than this do not count
+    news2_max_age_ms: int = NEWS2_MAX_AGE_MS  # carried-forward values older than this do not count
 
 
 class ScorerMetrics:
@@ -73,6 +75,7 @@ class ScorerProcessor:
     input_topics = (VITALS_TOPIC,)
     output_topics = (RISK, SCORER_STATE, VITALS_DLQ)
     changelog_topic = SCORER_STATE
+    dead_letter_topic = VITALS_DLQ
 
     def __init__(
         self,
@@ -246,15 +249,8 @@ class ScorerProcessor:
         return out
 
     def _risk_json(self, reading: Reading, risk: float, total: int, single3: bool, scores: list[int]) -> bytes:
-        """The `risk` record (DESIGN.md §2), formatted directly: this runs once per reading."""
-        parameter_scores = ",".join(
-            f'"{name}":{score}' if score >= 0 else f'"{name}":null' for name, score in zip(PARAMETERS, scores)
-        )
-        return (
-            f'{{"patient_id":{json.dumps(reading.patient_id)},"ts_ms":{reading.ts_ms},"seq":{reading.seq},'
-            f'"risk":{round(risk, 6)!r},"news2":{total},"news2_single3":{"true" if single3 else "false"},'
-            f'"news2_scores":{{{parameter_scores}}},"model":{self._model_json}}}'
-        ).encode()
+        """The `risk` record (inference/records.py), formatted directly: this runs once per reading."""
+        return format_risk(reading.patient_id, reading.ts_ms, reading.seq, risk, total, single3, scores, self._model_json)
 
     def _evict_idle(self, partitions: set[int]) -> list[OutRecord]:
         out: list[OutRecord] = []

@@ -9,6 +9,7 @@ import torch
 
 from inference import checkpoint as checkpoints
 from inference.model import RiskModel, untrained
+from inference.news2 import NEWS2_MAX_AGE_MS
 from inference.scorer import ScorerProcessor, ScorerSettings
 from runtime.config import ConfigError, StreamConfig, require, setting
 from runtime.metrics import StreamMetrics
@@ -23,7 +24,7 @@ class ScoreConfig(StreamConfig):
     metrics_port: int = setting(9103, "port for Prometheus /metrics (0 = any free port, -1 = off)")
     checkpoint: str = setting("default", "model checkpoint directory ('default' = the shipped one, 'untrained' = random weights)")
     idle_timeout_ms: int = setting(24 * 3_600_000, "evict a patient's state after this much event time without readings, ms")
-    news2_max_age_ms: int = setting(4 * 3_600_000, "NEWS2 uses carried-forward values up to this old, ms")
+    news2_max_age_ms: int = setting(NEWS2_MAX_AGE_MS, "NEWS2 uses carried-forward values up to this old, ms")
     torch_threads: int = setting(1, "PyTorch intra-op threads for the model step")
 
     def __post_init__(self) -> None:

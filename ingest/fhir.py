@@ -1,6 +1,6 @@
 """FHIR R4 vital-signs Observations (single, or a Bundle of them) -> readings.
 
-Mapping (HL7 vital-signs profile, LOINC codes, UCUM units; DESIGN.md §2):
+Mapping (HL7 vital-signs profile, LOINC codes, UCUM units; docs/topics.md):
 - `code`: a LOINC coding (system http://loinc.org) of 8867-4 hr, 9279-1 rr, 59408-5 or 2708-6
   spo2, 8310-5 temp, 8480-6 sbp, 8462-4 dbp, or the blood-pressure panel 85354-9 whose
   `component`s carry 8480-6/8462-4. Other codes (weight, BMI, the 85353-1 panel that only

@@ -20,6 +20,7 @@ class Processor(Protocol):
     input_topics: tuple[str, ...]
     output_topics: tuple[str, ...]
     changelog_topic: str | None
+    dead_letter_topic: str | None  # where this stage's rejects go; None: it rejects nothing
 
     def restore(self, partition: int, changelog: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Rebuild the state of `partition` from its changelog (key, value) records, oldest first."""

@@ -1,7 +1,7 @@
 """What the ward staff do: give oxygen, and chart oxygen and consciousness (ACVPU).
 
 Wearables measure neither supplemental oxygen nor consciousness. Decision: both are
-nurse-charted, at 4-hourly observation rounds (ward practice, clinical.md §6) and whenever a
+nurse-charted, at 4-hourly observation rounds (ward practice, docs/model.md) and whenever a
 nurse notices a change (5-30 min after it). The bedside hub attaches the last charted values
 to every reading it forwards, so `on_oxygen` and `acvpu` are present on every reading but lag
 the patient by the charting delay, as in real charts.

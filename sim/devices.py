@@ -1,6 +1,6 @@
 """Wearables: what of the true physiology a device reports, and what it gets wrong.
 
-Reporting (clinical.md §6): HR, SpO2 and RR every slot (`interval_s`, default 60 s, the usual
+Reporting (docs/model.md, "The simulated ward"): HR, SpO2 and RR every slot (`interval_s`, default 60 s, the usual
 IHE PCD-01 period; SensiumVitals reports every 2 min); temperature every `temp_interval_s`
 (5 min); blood pressure from an automatic cuff hourly, at 4-hourly rounds, or never.
 

@@ -1,5 +1,5 @@
 """The stateful scorer on a real broker: crashes, rebalances and broker restarts lose nothing,
-duplicate nothing, and change no score (exactly-once, DESIGN.md §3)."""
+duplicate nothing, and change no score (exactly-once, docs/guarantees.md)."""
 
 from __future__ import annotations
 

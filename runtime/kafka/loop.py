@@ -1,7 +1,7 @@
 """The transactional consume-transform-produce loop: the thin shell around a stage's core.
 
 poll -> core.process(batch) -> produce outputs -> send offsets -> commit, all in one Kafka
-transaction (exactly-once, DESIGN.md §3). Partition assignment restores state from the
+transaction (exactly-once, docs/guarantees.md). Partition assignment restores state from the
 changelog before any record of that partition is processed; revocation drops it. An aborted
 transaction rewinds: state is rebuilt from the changelog and the consumer seeks back to the
 committed offsets, so the retry sees exactly what the failed attempt saw.
