@@ -321,3 +321,39 @@ def test_failed_sign_ins_are_limited_per_name_and_per_address_within_the_window(
     assert limiter.wait(keys, now=61) == 0.0  # the window passed
     limiter.succeeded(keys)
     assert limiter.wait(keys, now=3) == 0.0
+
+
+def test_over_https_the_session_cookie_is_secure_and_http_only(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.support.https import client_context, self_signed
+    from wardwatch.users import new_user
+    from wardwatch.wardview import WardView, WardViewConfig
+
+    cert, key = self_signed(tmp_path)
+    config = WardViewConfig(port=0, users=new_user("nurse-7", "clinician", "clinician-password").line(),
+                            tls_certfile=str(cert), tls_keyfile=str(key), bootstrap_servers="127.0.0.1:1")
+    view = WardView(config)
+    view.server.start()  # the HTTP side only: no broker needed to sign in
+    try:
+        with httpx.Client(verify=client_context(cert), base_url=f"https://localhost:{view.port}", timeout=10) as client:
+            wait_until(lambda: _answers(client), 20, message="the ward view over HTTPS")
+            assert client.get("/").status_code == 303
+            form = client.get("/login")
+            csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+            signed_in = client.post("/login", data={"username": "nurse-7", "password": "clinician-password", "csrf": csrf},
+                                    headers={"Origin": f"https://localhost:{view.port}"})
+            assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
+            cookie = signed_in.headers["set-cookie"].lower()
+            assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+            assert client.get("/api/me").json()["user"] == "nurse-7"
+    finally:
+        view.shutdown()
+
+
+def _answers(client) -> bool:  # noqa: ANN001
+    try:
+        client.get("/healthz")
+        return True
+    except Exception:
+        return False

@@ -38,7 +38,6 @@ from ingest.gateway.writer import KafkaUnavailable, KafkaWriter
 from runtime import metrics as metrics_module
 from runtime.http import HttpServer, ServeSettings
 from runtime.records import to_json
-from runtime.topics import VITALS_RAW
 
 log = logging.getLogger(__name__)
 
@@ -232,4 +231,4 @@ class Gateway:
         return status, result.body(), {}
 
 
-__all__ = ["Gateway", "READINGS_PATH", "VITALS_RAW", "openapi_document"]
+__all__ = ["Gateway", "READINGS_PATH", "openapi_document"]
