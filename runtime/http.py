@@ -113,7 +113,6 @@ class HttpServer:
             self.socket.close()
             raise
         self.socket.listen(2048)
-        self.socket.set_inheritable(True)
         protocol = type("ReadTimeoutH11", (_ReadTimeoutH11,), {
             "read_timeout_s": settings.read_timeout_s, "on_timeout": staticmethod(on_read_timeout) if on_read_timeout else None})
         config = uvicorn.Config(

@@ -83,7 +83,7 @@ class WardViewConfig(KafkaConfig):
     tls_certfile: str = setting("", "PEM certificate (chain) to serve HTTPS with (the session cookie is then Secure)")
     tls_keyfile: str = setting("", "PEM private key of --tls-certfile")
     read_timeout_s: float = setting(10.0, "longest time a client may take to send a request's headers (then the connection is dropped)")
-    max_connections: int = setting(1024, "most connections served at once (past it: 503)")
+    max_connections: int = setting(4096, "most connections served at once (past it: 503)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
