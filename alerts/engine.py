@@ -237,7 +237,7 @@ def on_command(state: PatientState | None, command: Command) -> Transition:
                 return Transition(state, (), ignored="already_acknowledged")
             acked = replace(alert, acknowledged=True)
             reason = f"acknowledged by {command.by}" if command.by else "acknowledged"
-            event = _event(acked, command.patient_id, command.ts_ms, ACKNOWLEDGED, rule, reason)
+            event = replace(_event(acked, command.patient_id, command.ts_ms, ACKNOWLEDGED, rule, reason), by=command.by)
             if rule == DATA_GAP_RULE:
                 return Transition(replace(state, gap=acked), (event,))
             rules = dict(state.rules)

@@ -10,7 +10,8 @@ needed here.
 `by` is optional. A snooze with `until_ts_ms` at or before its `ts_ms` ends a snooze early.
 
 `alerts` events: alert_id, patient_id, ts_ms, status, severity, rule, reason, plus
-raised_ts_ms (when the alert began) and acknowledged (whether a person has acknowledged it).
+raised_ts_ms (when the alert began) and acknowledged (whether a person has acknowledged it);
+an `acknowledged` event also carries `by`, the command's user (the ward view's signed-in user).
 """
 
 from __future__ import annotations
@@ -85,9 +86,13 @@ class AlertEvent:
     reason: str
     raised_ts_ms: int
     acknowledged: bool = False
+    by: str | None = None  # who acknowledged: set on `acknowledged` events only
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        event = asdict(self)
+        if event["by"] is None:
+            del event["by"]  # other events keep their exact shape
+        return event
 
 
 def _object(data: bytes | str | None) -> dict[str, Any]:

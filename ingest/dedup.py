@@ -6,6 +6,11 @@ serves one patient at a time, and it keeps windows small). A seen seq remembers 
 the same seq with another event time is a device that restarted its counter, so it is accepted
 and replaces the old entry rather than losing the new reading.
 
+Corrections (FHIR `amended`/`corrected`) are not duplicates: `ingest.fhir` gives a correction a
+seq that also covers its status and values, so the key differs from the reading it corrects,
+and the corrected value reaches the scorer; a resent copy of the same correction has the same
+key and is dead-lettered `duplicate` like any resend.
+
 Bounds: per (patient, device), entries older than `window_ms` of event time behind that
 device's newest reading are forgotten, and at most `max_seqs` are kept; a (patient, device)
 silent for `window_ms` behind its partition's newest reading is forgotten entirely; at most

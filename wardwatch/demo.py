@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,11 +21,25 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from runtime.config import ConfigError
 from runtime.topics import ALERTS
 from wardwatch.broker import LocalBroker, cache_dir
+from wardwatch.users import UserError, new_user
 
 METRICS_PORTS = {"sim": 9101, "ingest": 9102, "score": 9103, "alerts": 9104}
 WARDVIEW_PORT = 8080
+DEMO_USER = "demo"
+
+
+def demo_login() -> tuple[str, str, bool]:
+    """The demo's clinician sign-in: (user entry line, password, whether it was generated).
+    WARDWATCH_DEMO_PASSWORD chooses the password; else a fresh one is made for this run."""
+    chosen = os.environ.get("WARDWATCH_DEMO_PASSWORD", "")
+    password = chosen or secrets.token_urlsafe(9)
+    try:
+        return new_user(DEMO_USER, "clinician", password).line(), password, not chosen
+    except UserError as exc:
+        raise ConfigError(f"WARDWATCH_DEMO_PASSWORD: {exc}") from None
 
 
 @dataclass
@@ -127,13 +142,17 @@ def run_demo(options: DemoOptions) -> int:
     try:
         for name in ("ingest", "score", "alerts"):
             children.append(_spawn(name, [name, "--metrics-port", str(METRICS_PORTS[name]), "--instance-id", "demo"], env, options.log_dir))
-        children.append(_spawn("wardview", ["wardview", "--port", str(WARDVIEW_PORT)], env, options.log_dir))
+        # The user entry (a hash) travels in the ward view's environment, never on its command line.
+        user_line, password, generated = demo_login()
+        children.append(_spawn("wardview", ["wardview", "--port", str(WARDVIEW_PORT)], {**env, "WARDWATCH_USERS": user_line}, options.log_dir))
         children.append(_spawn("sim", [
             "sim", "--patients", str(options.patients), "--hours", str(options.hours), "--speed", str(options.speed),
             "--seed", str(options.seed), "--bad-rate", str(options.bad_rate), "--metrics-port", str(METRICS_PORTS["sim"]),
         ], env, options.log_dir))
         print(f"pipeline running: {options.patients} patients, {options.hours:g} h of event time at {options.speed:g}x")
-        print(f"ward view: http://127.0.0.1:{WARDVIEW_PORT}/", flush=True)
+        print(f"ward view: http://127.0.0.1:{WARDVIEW_PORT}/  sign in as {DEMO_USER} (clinician), password "
+              + (f"{password}  (made for this run, shown only here; set WARDWATCH_DEMO_PASSWORD to choose one)" if generated
+                 else "from WARDWATCH_DEMO_PASSWORD"), flush=True)
         print("metrics: " + "  ".join(f"{n} http://127.0.0.1:{p}/metrics" for n, p in METRICS_PORTS.items()))
         print(f"logs:    {options.log_dir}/<service>.log     (Ctrl-C stops everything)")
         tail = threading.Thread(target=_tail_alerts, args=(bootstrap, stop, lambda s: print(s, flush=True)), daemon=True)
