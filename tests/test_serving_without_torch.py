@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from inference import checkpoint
-from ingest import encode_reading
 from inference.model import TorchStep
 from inference.scorer import ScorerProcessor
+from ingest import encode_reading
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord
 from runtime.topics import RISK, VITALS
