@@ -40,6 +40,7 @@ SCORER_TOPICS = (VITALS, RISK, SCORER_STATE, VITALS_DLQ)
 def machine() -> dict[str, object]:
     """Enough about the machine to compare numbers across runs."""
     import kafka
+    import onnxruntime
     import psutil
     import torch
 
@@ -61,6 +62,7 @@ def machine() -> dict[str, object]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
         "torch": torch.__version__,
         "kafka_python": kafka.__version__,
         "confluent_kafka": confluent_kafka.version()[0],

@@ -44,7 +44,7 @@ def markdown(r: dict) -> str:
         f"- broker: {r['broker']}",
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average at start "
         f"{' / '.join(map(str, m['load_average_at_start']))} (shared machine: other work was running)",
-        f"- software: Python {m['python']}, torch {m['torch']}, kafka-python {m['kafka_python']}, "
+        f"- software: Python {m['python']}, onnxruntime {m.get('onnxruntime')} (the model step), torch {m['torch']}, kafka-python {m['kafka_python']}, "
         f"confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}), quixstreams {m['quixstreams']}",
         f"- model: {r['model']}; input: {r['input']['readings']:,} readings of {r['input']['patients']:,} patients, "
         f"{r['input']['mean_value_bytes']:.0f} B each, {r['input']['partitions']} partitions",

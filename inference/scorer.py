@@ -1,12 +1,15 @@
 """The stateful scorer's core: a batch of `vitals` records in, `risk` and state records out.
 
 A batch is applied in rounds: round k steps the k-th reading of every patient in the batch
-together, in one batched model call, so many patients cost one tensor step and several
+together, in one batched model call, so many patients cost one model step and several
 readings of one patient are applied in order. Each patient's readings are applied in
 arrival (offset) order; one older than the patient's last applied event time is late and
 goes to the dead-letter topic. Applying in arrival order, not re-sorting inside a poll, keeps
 the output independent of how records happen to be batched, which is what makes a crashed
 and restarted scorer produce exactly the stream an uninterrupted one does.
+
+The model step is whatever `StepRuntime` it is given: in the services, the checkpoint's
+exported step on ONNX Runtime (inference/step.py); no PyTorch on this path.
 """
 
 from __future__ import annotations
@@ -18,18 +21,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from prometheus_client import Counter, Gauge, Histogram
 
 from ingest import VITALS, Reading, Reason, decode_reading
 from inference.features import MAX_DELTA_HOURS, MS_PER_HOUR, N_FEATURES
-from inference.model import RiskModel
 from inference.news2 import NEWS2_MAX_AGE_MS
 from inference.news2_batch import news2_batch
 from inference.records import format_risk
 from inference.state.changelog import CONTENT_TYPE, encode_row
 from inference.state.recovery import restore_partition
 from inference.state.table import NEVER, StateTable
+from inference.step import StepRuntime
 from runtime.metrics import FAST_BUCKETS, LATENCY_BUCKETS, StreamMetrics
 from runtime.records import JSON_HEADERS, SCHEMA_VERSION, InRecord, OutRecord, dead_letter, tombstone
 from runtime.topics import RISK, SCORER_STATE, VITALS_DLQ
@@ -79,13 +81,13 @@ class ScorerProcessor:
 
     def __init__(
         self,
-        model: RiskModel,
+        model: StepRuntime,
         model_version: str,
         metrics: StreamMetrics,
         settings: ScorerSettings = ScorerSettings(),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.model = model.eval()
+        self.model = model
         self.model_version = model_version
         self.metrics = metrics
         self.scorer_metrics = ScorerMetrics(metrics)
@@ -203,18 +205,8 @@ class ScorerProcessor:
         delta = np.where(known, np.minimum((ts[:, None] - seen) / MS_PER_HOUR, MAX_DELTA_HOURS), MAX_DELTA_HOURS).astype(np.float32)
         last_values = table.last_values[idx]
         started = time.perf_counter()
-        with torch.inference_mode():
-            index = torch.from_numpy(idx)
-            state, logits = self.model.step(
-                table.hidden.index_select(0, index),
-                torch.from_numpy(values),
-                torch.from_numpy(mask),
-                torch.from_numpy(delta),
-                torch.from_numpy(last_values),
-                torch.from_numpy(known.astype(np.float32)),
-            )
-            table.hidden.index_copy_(0, index, state)
-            risks = torch.sigmoid(logits).numpy()
+        state, risks = self.model.step(table.hidden[idx], values, mask, delta, last_values, known.astype(np.float32))
+        table.hidden[idx] = state
         self.scorer_metrics.inference_seconds.observe(time.perf_counter() - started)
 
         observed = mask > 0

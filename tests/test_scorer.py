@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import random
+from functools import cache
 
 import numpy as np
 import pytest
 import torch
 
 from ingest import Reading, encode_reading
+from inference.export import export_step
 from inference.features import sequence_inputs
-from inference.model import ModelConfig, untrained
+from inference.model import ModelConfig, RiskModel, untrained
 from inference.scorer import ScorerProcessor, ScorerSettings
 from inference.state.changelog import decode_row
+from inference.step import OnnxStep
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord, OutRecord, header
 from runtime.topics import RISK, SCORER_STATE, VITALS, VITALS_DLQ
@@ -54,9 +57,20 @@ def records(readings: list[Reading], partitions: int = 3) -> list[InRecord]:
     ]
 
 
+@cache
+def torch_model(cell: str) -> RiskModel:
+    return untrained(seed=1, config=ModelConfig(cell=cell, hidden=16))
+
+
+@cache
+def exported(cell: str) -> bytes:
+    return export_step(torch_model(cell), f"{cell}-test")
+
+
 def new_scorer(cell: str = "gru", **settings: int) -> ScorerProcessor:
-    model = untrained(seed=1, config=ModelConfig(cell=cell, hidden=16))
-    return ScorerProcessor(model, f"{cell}-test", StreamMetrics(new_registry(), "score"), ScorerSettings(**settings))
+    """The scorer as the service runs it: the model's step exported to ONNX, on ONNX Runtime."""
+    step = OnnxStep(exported(cell), torch_model(cell).config)
+    return ScorerProcessor(step, f"{cell}-test", StreamMetrics(new_registry(), "score"), ScorerSettings(**settings))
 
 
 def run_in_batches(scorer: ScorerProcessor, items: list[InRecord], sizes: list[int]) -> list[OutRecord]:
@@ -79,7 +93,7 @@ def test_streaming_in_any_batching_equals_the_whole_sequence_at_once(cell: str) 
     scorer = new_scorer(cell)
     streamed = risks(run_in_batches(scorer, records(readings), [1, 7, 64, 3]))
 
-    model = scorer.model
+    model = torch_model(cell)  # the reference: PyTorch over the whole sequence
     for p in sorted({r.patient_id for r in readings}):
         mine = [r for r in readings if r.patient_id == p]
         x = sequence_inputs(mine)

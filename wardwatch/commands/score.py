@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load(ScoreConfig, args)
     logs.setup(config.log_level, STAGE)
-    model, version = load_model(config.checkpoint)
+    model, version = load_model(config.checkpoint, config.model_threads)
     return run_stream(
         config,
         lambda metrics: build_scorer(config, metrics, model, version),
