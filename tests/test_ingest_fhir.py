@@ -243,14 +243,14 @@ def test_the_scorer_scores_a_correction_of_the_latest_reading_and_dead_letters_a
     import json
 
     from ingest.service import IngestProcessor
-    from inference.model import ModelConfig, untrained
+    from inference.model import ModelConfig, TorchStep, untrained
     from inference.scorer import ScorerProcessor, ScorerSettings
     from runtime.metrics import StreamMetrics, new_registry
     from runtime.records import InRecord
     from runtime.topics import RISK, VITALS, VITALS_DLQ, VITALS_RAW
 
     ingest = IngestProcessor(StreamMetrics(new_registry(), "ingest"), clock=lambda: NOW / 1000, limits=WIDE)
-    scorer = ScorerProcessor(untrained(seed=1, config=ModelConfig(cell="gru", hidden=16)), "gru-test",
+    scorer = ScorerProcessor(TorchStep(untrained(seed=1, config=ModelConfig(cell="gru", hidden=16))), "gru-test",
                              StreamMetrics(new_registry(), "score"), ScorerSettings())
     earlier = varied(HEART_RATE, id="hr-1", effectiveDateTime="2025-12-31T23:20:00Z")
     latest = varied(HEART_RATE, id="hr-2")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from alerts.messages import MessageError, RiskReading, parse_risk
-from inference.model import untrained
+from inference.model import TorchStep, untrained
 from inference.news2 import PARAMETERS
 from inference.records import Risk, RiskDecodeError, decode_risk, encode_risk, format_risk
 from inference.scorer import ScorerProcessor
@@ -23,7 +23,7 @@ MIN = 60_000
 
 def scored_records() -> list[bytes]:
     """What the real scorer writes on `risk` for a few patients with missing vitals."""
-    scorer = ScorerProcessor(untrained(0), "test-model", StreamMetrics(new_registry(), "score"), clock=lambda: T0 / 1000)
+    scorer = ScorerProcessor(TorchStep(untrained(0)), "test-model", StreamMetrics(new_registry(), "score"), clock=lambda: T0 / 1000)
     inputs = []
     for i in range(24):
         reading = Reading(
