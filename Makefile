@@ -40,18 +40,16 @@ LINT_PATHS := wardwatch sim ingest inference alerts runtime
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-# The environments are keyed on their lock file's content, so they have no file prerequisites
-# (a fresh clone's newer mtimes must not rebuild a cached environment). `.ready` marks a
-# finished install; an interrupted one is rebuilt from scratch.
-$(UV):
-	@echo "installing uv $(UV_VERSION) into $(UV_DIR)"
-	@rm -rf $(UV_DIR)
-	@$(PYTHON) -m venv $(UV_DIR)
-	@$(UV_DIR)/bin/python -m pip install --quiet --no-cache-dir --disable-pip-version-check --require-hashes -r requirements/uv.txt
+# uv, pinned by hash, in its own venv in the cache; installed on first use only. (A shell
+# snippet rather than a make prerequisite: an already-installed environment must not need it.)
+ensure-uv = [ -x $(UV) ] || { echo "installing uv $(UV_VERSION) into $(UV_DIR)" && rm -rf $(UV_DIR) \
+	&& $(PYTHON) -m venv $(UV_DIR) && $(UV_DIR)/bin/python -m pip install --quiet --no-cache-dir \
+	--disable-pip-version-check --require-hashes -r requirements/uv.txt; }
 
 # $(call install-env,VENV,LOCK): a venv with exactly the lock's packages (hashes checked),
 # plus this project (editable, no dependencies; its build backend pinned by requirements/build.txt).
 define install-env
+	@$(ensure-uv)
 	@rm -rf $(1)
 	@$(UV) venv --quiet --python $(PYTHON) $(1)
 	@$(UV) pip sync --quiet --python $(1)/bin/python --require-hashes $(2)
@@ -59,11 +57,14 @@ define install-env
 	@touch $(1)/.ready
 endef
 
-$(VENV)/.ready: | $(UV)
+# The environments are keyed on their lock file's content, so they have no file prerequisites
+# (a fresh clone's newer mtimes must not rebuild a cached environment). `.ready` marks a
+# finished install; an interrupted one is rebuilt from scratch.
+$(VENV)/.ready:
 	@echo "setting up the full Python environment in $(VENV) from $(LOCK_ALL) (PyTorch included: a few minutes)"
 	$(call install-env,$(VENV),$(LOCK_ALL))
 
-$(SERVE_VENV)/.ready: | $(UV)
+$(SERVE_VENV)/.ready:
 	@echo "setting up the serving Python environment in $(SERVE_VENV) from $(LOCK_SERVE)"
 	$(call install-env,$(SERVE_VENV),$(LOCK_SERVE))
 
@@ -74,7 +75,8 @@ serve-venv: $(SERVE_VENV)/.ready ## create the cached serving environment (the s
 jars: venv ## resolve the Apache Kafka broker jars with Maven (cached)
 	@$(PY) -m wardwatch broker fetch
 
-lock: | $(UV) ## re-resolve requirements/*.txt from pyproject.toml (UPGRADE=1: newest allowed versions)
+lock: ## re-resolve requirements/*.txt from pyproject.toml (UPGRADE=1: newest allowed versions)
+	@$(ensure-uv)
 	@$(UV) pip compile --quiet $(if $(UPGRADE),--upgrade) --universal --python-version 3.11 --generate-hashes \
 		--custom-compile-command "make lock" pyproject.toml --all-extras -o $(LOCK_ALL)
 	@# Serving pins are taken from the full lock, so the tests run exactly what the demo and image serve.
