@@ -33,9 +33,10 @@ PATIENTS ?= 40
 SPEED ?= 60
 PYTEST_ARGS ?=
 UPGRADE ?=
+LOCK_OUT ?= requirements
 LINT_PATHS := wardwatch sim ingest inference alerts runtime
 
-.PHONY: help venv serve-venv jars lock lint demo test bench bench-full train evaluate plots clean
+.PHONY: help venv serve-venv jars lock lock-check lint demo test bench bench-full train evaluate plots clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -77,16 +78,25 @@ jars: venv ## resolve the Apache Kafka broker jars with Maven (cached)
 
 lock: ## re-resolve requirements/*.txt from pyproject.toml (UPGRADE=1: newest allowed versions)
 	@$(ensure-uv)
+	@mkdir -p $(LOCK_OUT)
 	@$(UV) pip compile --quiet $(if $(UPGRADE),--upgrade) --universal --python-version 3.11 --generate-hashes \
-		--custom-compile-command "make lock" pyproject.toml --all-extras -o $(LOCK_ALL)
+		--custom-compile-command "make lock" pyproject.toml --all-extras -o $(LOCK_OUT)/all.txt
 	@# Serving pins are taken from the full lock, so the tests run exactly what the demo and image serve.
 	@$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
-		--custom-compile-command "make lock" pyproject.toml --constraints $(LOCK_ALL) -o $(LOCK_SERVE)
+		--custom-compile-command "make lock" pyproject.toml --constraints $(LOCK_OUT)/all.txt -o $(LOCK_OUT)/serve.txt
 	@$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
 		| $(UV) pip compile --quiet $(if $(UPGRADE),--upgrade) --universal --python-version 3.11 --generate-hashes \
-		--custom-compile-command "make lock" - -o requirements/build.txt
+		--custom-compile-command "make lock" - -o $(LOCK_OUT)/build.txt
 	@echo "uv==$(UV_VERSION)" | $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
-		--custom-compile-command "make lock" - -o requirements/uv.txt
+		--custom-compile-command "make lock" - -o $(LOCK_OUT)/uv.txt
+
+lock-check: ## fail if requirements/*.txt no longer match pyproject.toml (run `make lock`)
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cp requirements/*.txt $$tmp/ \
+		&& $(MAKE) --no-print-directory lock LOCK_OUT=$$tmp UPGRADE= \
+		&& for f in requirements/*.txt; do \
+			diff <(grep -E '^[A-Za-z0-9]' $$f) <(grep -E '^[A-Za-z0-9]' $$tmp/$${f##*/}) >/dev/null \
+			|| { echo "$$f is out of date with pyproject.toml: run \`make lock\` and commit it" >&2; exit 1; }; \
+		done
 
 lint: venv ## ruff and mypy over the packages (configured in pyproject.toml)
 	@$(PY) -m ruff check $(LINT_PATHS) tests bench
