@@ -24,6 +24,8 @@ UV_DIR := $(CACHE_DIR)/uv-$(shell $(PYTHON) $(ENV_KEY) requirements/uv.txt)
 UV := $(UV_DIR)/bin/uv
 # uv's download cache sits beside the environments (same file system: uv hard-links from it).
 export UV_CACHE_DIR ?= $(CACHE_DIR)/uv-cache
+# The environments use the interpreter given as PYTHON, never one uv would download.
+export UV_PYTHON_DOWNLOADS := never
 # The working tree always wins over whatever the cached venv has installed.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export WARDWATCH_CACHE_DIR := $(CACHE_DIR)
@@ -47,27 +49,28 @@ ensure-uv = [ -x $(UV) ] || { echo "installing uv $(UV_VERSION) into $(UV_DIR)" 
 	&& $(PYTHON) -m venv $(UV_DIR) && $(UV_DIR)/bin/python -m pip install --quiet --no-cache-dir \
 	--disable-pip-version-check --require-hashes -r requirements/uv.txt; }
 
-# $(call install-env,VENV,LOCK): a venv with exactly the lock's packages (hashes checked),
+# $(call install-env,VENV,LOCK,WHAT): a venv with exactly the lock's packages (hashes checked),
 # plus this project (editable, no dependencies; its build backend pinned by requirements/build.txt).
+# One shell, holding a lock file where flock exists, so that concurrent runs install it once.
 define install-env
-	@$(ensure-uv)
-	@rm -rf $(1)
-	@$(UV) venv --quiet --python $(PYTHON) $(1)
-	@$(UV) pip sync --quiet --python $(1)/bin/python --require-hashes $(2)
-	@$(UV) pip install --quiet --python $(1)/bin/python --no-deps --build-constraints requirements/build.txt -e .
-	@touch $(1)/.ready
+	@mkdir -p $(CACHE_DIR) && exec 9>$(1).lock && { ! command -v flock >/dev/null || flock 9; } \
+		&& if [ ! -e $(1)/.ready ]; then \
+			echo "setting up the $(3) in $(1) from $(2)" && $(ensure-uv) && rm -rf $(1) \
+			&& $(UV) venv --quiet --python $(PYTHON) $(1) \
+			&& $(UV) pip sync --quiet --python $(1)/bin/python --require-hashes $(2) \
+			&& $(UV) pip install --quiet --python $(1)/bin/python --no-deps --build-constraints requirements/build.txt -e . \
+			&& touch $(1)/.ready; \
+		fi
 endef
 
 # The environments are keyed on their lock file's content, so they have no file prerequisites
 # (a fresh clone's newer mtimes must not rebuild a cached environment). `.ready` marks a
 # finished install; an interrupted one is rebuilt from scratch.
 $(VENV)/.ready:
-	@echo "setting up the full Python environment in $(VENV) from $(LOCK_ALL) (PyTorch included: a few minutes)"
-	$(call install-env,$(VENV),$(LOCK_ALL))
+	$(call install-env,$(VENV),$(LOCK_ALL),full Python environment (PyTorch included: a few minutes))
 
 $(SERVE_VENV)/.ready:
-	@echo "setting up the serving Python environment in $(SERVE_VENV) from $(LOCK_SERVE)"
-	$(call install-env,$(SERVE_VENV),$(LOCK_SERVE))
+	$(call install-env,$(SERVE_VENV),$(LOCK_SERVE),serving Python environment)
 
 venv: $(VENV)/.ready ## create the cached full environment (tests, training, benchmarks)
 
