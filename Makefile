@@ -38,7 +38,7 @@ UPGRADE ?=
 LOCK_OUT ?= requirements
 LINT_PATHS := wardwatch sim ingest inference alerts runtime
 
-.PHONY: help venv serve-venv jars lock lock-check lint demo test bench bench-full train evaluate plots clean
+.PHONY: help venv serve-venv serve-check jars lock lock-check lint demo test bench bench-full train evaluate plots clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,10 @@ $(SERVE_VENV)/.ready:
 venv: $(VENV)/.ready ## create the cached full environment (tests, training, benchmarks)
 
 serve-venv: $(SERVE_VENV)/.ready ## create the cached serving environment (the services only)
+
+serve-check: serve-venv ## the serving environment has no PyTorch and loads every wardwatch command
+	@! $(SERVE_PY) -c 'import torch' 2>/dev/null || { echo "the serving environment has PyTorch" >&2; exit 1; }
+	@$(SERVE_PY) -m wardwatch --help >/dev/null && echo "serving environment: every command loads without PyTorch"
 
 jars: venv ## resolve the Apache Kafka broker jars with Maven (cached)
 	@$(PY) -m wardwatch broker fetch
