@@ -56,6 +56,11 @@ class ModelConfig:
 class RiskModel(nn.Module):
     """GRU-D-style recurrent risk model; `step` is the streaming interface."""
 
+    # Buffers (register_buffer below), declared for the type checker.
+    mean: Tensor
+    std: Tensor
+    trend_tau: Tensor
+
     def __init__(self, config: ModelConfig = ModelConfig(), mean: Tensor | None = None, std: Tensor | None = None) -> None:
         super().__init__()
         self.config = config

@@ -94,10 +94,10 @@ class Ward:
             if topic == VITALS_TOPIC:
                 self._vitals(self._patient(patient_id), ts_ms, obj)
             elif topic == RISK:
-                value = number_or_none(obj.get("risk"))
-                if value is None or not 0.0 <= value <= 1.0:
+                risk = number_or_none(obj.get("risk"))
+                if risk is None or not 0.0 <= risk <= 1.0:
                     return "out_of_range"
-                self._risk(self._patient(patient_id), ts_ms, value, obj)
+                self._risk(self._patient(patient_id), ts_ms, risk, obj)
             elif topic == ALERTS:
                 reason = self._alert(patient_id, ts_ms, obj)
                 if reason:

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         kwargs: dict[str, object] = {"default": f.default, "type": type(f.default), "help": HELP[f.name]}
         if f.name == "cell":
             kwargs["choices"] = ("gru", "lstm")
-        p.add_argument(flag, dest=f.name, **kwargs)  # type: ignore[arg-type]
+        p.add_argument(flag, dest=f.name, **kwargs)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--log-level", default="INFO", help="logging level")
     p.set_defaults(func=run)
