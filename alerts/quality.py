@@ -54,7 +54,7 @@ class Quality:
 
 def censor(readings: Sequence[RiskReading], events: Sequence[OutcomeEvent]) -> list[RiskReading]:
     """Readings in event-time order, each patient's stopping at their first event."""
-    end = {}
+    end: dict[str, int] = {}
     for e in events:
         end[e.patient_id] = min(e.ts_ms, end.get(e.patient_id, e.ts_ms))
     kept = [r for r in readings if r.ts_ms <= end.get(r.patient_id, r.ts_ms)]

@@ -165,8 +165,8 @@ def pad(series: Sequence[PatientSeries]) -> Padded:
         out["last_mask"][i, :t] = s.inputs.last_mask
         labels[i, :t] = s.labels
         valid[i, :t] = True
-    return Padded(*(torch.from_numpy(out[k]) for k in ("values", "mask", "delta", "last_values", "last_mask")),
-                  torch.from_numpy(labels), torch.from_numpy(valid))
+    return Padded(**{k: torch.from_numpy(out[k]) for k in ("values", "mask", "delta", "last_values", "last_mask")},
+                  labels=torch.from_numpy(labels), valid=torch.from_numpy(valid))
 
 
 def normalisation(series: Sequence[PatientSeries]) -> tuple[Tensor, Tensor]:

@@ -38,6 +38,11 @@ DEFAULT_STD = (15.0, 4.0, 3.0, 0.7, 20.0, 12.0, 0.3, 0.2)
 class RiskModel(nn.Module):
     """GRU-D-style recurrent risk model; `step` is the streaming interface."""
 
+    # Buffers (register_buffer below), declared for the type checker.
+    mean: Tensor
+    std: Tensor
+    trend_tau: Tensor
+
     def __init__(self, config: ModelConfig = ModelConfig(), mean: Tensor | None = None, std: Tensor | None = None) -> None:
         super().__init__()
         self.config = config

@@ -168,6 +168,7 @@ def observation_fields(obs: dict[str, Any]) -> dict[str, Any]:
         raise Rejected(Reason.UNSUPPORTED_FHIR, f"status {_short(status)}: only {', '.join(MEASURED)} observations are measurements")
     _no_modifiers(obs, "Observation")
     code = _loinc(obs.get("code"), "code")
+    assert code is not None  # required: _loinc raises Rejected rather than return None
     fields: dict[str, Any] = {
         "patient_id": _reference_id(obs.get("subject"), "subject", ("Patient",)),
         "device_id": _device(obs.get("device")),

@@ -178,8 +178,8 @@ def measure(
     # A buffered slot is delivered with the first live slot after its outage.
     index = np.where(buffered, slots, np.arange(slots)[None, :])
     buffered_until = np.minimum.accumulate(index[:, ::-1], axis=1)[:, ::-1]
-    skew_ms = rng.uniform(-config.max_skew_s, config.max_skew_s, n) * 1000.0
-    drift_ppm = rng.uniform(-20.0, 20.0, n)
+    skew_ms = rng.uniform(-config.max_skew_s, config.max_skew_s, (n,)) * 1000.0
+    drift_ppm = rng.uniform(-20.0, 20.0, (n,))
     return Measured(values, scheduled, down, buffered_until, artefact, skew_ms, drift_ppm)
 
 

@@ -122,7 +122,7 @@ def test_scaling_out_and_in_mid_stream_gives_the_same_committed_stream(kafka_boo
                 assert services[0].stop() == 0, services[0].log()  # scale in: a clean leave hands its partitions over
             producer.join()
             done += len(part)
-            wait_until(lambda: risk_count(kafka_bootstrap, topic_prefix) >= done, timeout_s=180, message=f"phase {i} scored")
+            wait_until(lambda done=done: risk_count(kafka_bootstrap, topic_prefix) >= done, timeout_s=180, message=f"phase {i} scored")
         got = committed_scores(kafka_bootstrap, topic_prefix + RISK, len(readings))
     finally:
         for s in services:

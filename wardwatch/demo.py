@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def _scrape(port: int) -> dict[str, float]:
     return totals
 
 
-def _tail_alerts(bootstrap: str, stop: threading.Event, printer: callable) -> None:  # type: ignore[valid-type]
+def _tail_alerts(bootstrap: str, stop: threading.Event, printer: Callable[[str], None]) -> None:
     from runtime.kafka.clients import consumer
 
     c = consumer(bootstrap, client_id="wardwatch-demo-alerts", group_id=None, auto_offset_reset="latest")

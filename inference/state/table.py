@@ -79,7 +79,7 @@ class StateTable:
             return []
         live = np.fromiter(self.rows.values(), dtype=np.int64)
         hits = live[np.isin(self.partition[live], wanted)]
-        return [self.ids[r] for r in hits.tolist()]  # type: ignore[misc]
+        return [self.ids[r] for r in hits.tolist()]
 
     def idle(self, partition: int, before_ts: int) -> list[str]:
         """Patients of `partition` whose last reading is older than `before_ts`."""
@@ -87,7 +87,7 @@ class StateTable:
             return []
         live = np.fromiter(self.rows.values(), dtype=np.int64)
         hits = live[(self.partition[live] == partition) & (self.last_ts[live] < before_ts)]
-        return [self.ids[r] for r in hits.tolist()]  # type: ignore[misc]
+        return [self.ids[r] for r in hits.tolist()]
 
     def _clear(self, row: int) -> None:
         self.hidden[row] = 0.0

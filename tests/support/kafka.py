@@ -101,7 +101,7 @@ def read_committed(bootstrap: str, topic: str, *, expect: int | None = None, tim
         last_new = time.monotonic()
         while time.monotonic() < deadline:
             batch = consumer.poll(timeout_ms=300)
-            for tp, records in batch.items():
+            for records in batch.values():
                 for r in records:
                     out.append(Consumed(r.key, r.value, {k: v for k, v in (r.headers or [])}, r.partition, r.offset))
                     last_new = time.monotonic()

@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         kwargs: dict[str, object] = {"default": f.default, "type": type(f.default), "help": HELP[f.name]}
         if f.name == "cell":
             kwargs["choices"] = ("gru", "lstm")
-        p.add_argument(flag, dest=f.name, **kwargs)  # type: ignore[arg-type]
+        p.add_argument(flag, dest=f.name, **kwargs)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--log-level", default="INFO", help="logging level")
 
