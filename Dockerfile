@@ -1,16 +1,16 @@
 # One image for every wardwatch service; docker-compose picks the subcommand.
-FROM python:3.11-slim AS base
+#   docker build -t wardwatch .                                  (official python:3.11-slim base)
+#   docker build --build-arg BASE_IMAGE=my/python:3.11 -t wardwatch .   (any Python 3.11 image)
+# The serving environment is installed from the hash-pinned lock (requirements/serve.txt): no
+# PyTorch, no compiler, no pip cache in the final image, and it runs as an unprivileged user.
+ARG BASE_IMAGE=python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-
-WORKDIR /app
-
-# CPU-only PyTorch keeps the image small; the scorer does not need a GPU.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.3,<3"
-
+FROM ${BASE_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY requirements/serve.txt requirements/build.txt requirements/
+RUN python -m venv /opt/wardwatch \
+ && /opt/wardwatch/bin/pip install --quiet --require-hashes --no-deps -r requirements/serve.txt -r requirements/build.txt
 COPY pyproject.toml README.md ./
 COPY runtime ./runtime
 COPY ingest ./ingest
@@ -18,10 +18,15 @@ COPY inference ./inference
 COPY alerts ./alerts
 COPY sim ./sim
 COPY wardwatch ./wardwatch
-RUN pip install .
+RUN /opt/wardwatch/bin/pip install --quiet --no-deps --no-build-isolation . \
+ && /opt/wardwatch/bin/pip uninstall --quiet --yes setuptools wheel pip \
+ && find /opt/wardwatch -name '__pycache__' -prune -exec rm -rf {} +
 
-RUN useradd --system --uid 10001 wardwatch
+FROM ${BASE_IMAGE}
+ENV PATH=/opt/wardwatch/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+COPY --from=build /opt/wardwatch /opt/wardwatch
+RUN useradd --system --uid 10001 --create-home wardwatch
 USER wardwatch
-
+WORKDIR /home/wardwatch
 ENTRYPOINT ["wardwatch"]
 CMD ["--help"]
