@@ -38,7 +38,7 @@ UPGRADE ?=
 LOCK_OUT ?= requirements
 LINT_PATHS := wardwatch sim ingest inference alerts runtime
 
-.PHONY: help venv serve-venv serve-check jars lock lock-check lint demo test bench bench-full train evaluate plots clean
+.PHONY: help venv serve-venv serve-check jars lock lock-check lint compose-ready demo test bench bench-full train evaluate plots clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -104,6 +104,10 @@ lock-check: ## fail if requirements/*.txt no longer match pyproject.toml (run `m
 			diff <(grep -E '^[A-Za-z0-9]' $$f) <(grep -E '^[A-Za-z0-9]' $$tmp/$${f##*/}) >/dev/null \
 			|| { echo "$$f is out of date with pyproject.toml: run \`make lock\` and commit it" >&2; exit 1; }; \
 		done
+
+compose-ready: ## a Docker engine, Compose v2 and the Debian stand-ins for Docker Hub images (root; for the compose test)
+	@bash deploy/docker/ci/engine.sh
+	@bash deploy/docker/ci/images.sh
 
 lint: venv ## ruff and mypy over the packages (configured in pyproject.toml)
 	@$(PY) -m ruff check $(LINT_PATHS) tests bench

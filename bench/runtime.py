@@ -71,7 +71,7 @@ def time_steps(steps: dict[str, StepRuntime], repeats: int) -> list[dict[str, ob
         inputs = step_inputs(next(iter(steps.values())).state_size, batch, rng)
         calls = max(20, 5_000 // batch)
 
-        def timed(step: StepRuntime) -> Callable[[], float]:
+        def timed(step: StepRuntime, inputs: tuple = inputs, calls: int = calls) -> Callable[[], float]:
             def run() -> float:
                 started = time.perf_counter()
                 for _ in range(calls):
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     steps: dict[str, StepRuntime] = {"onnxruntime": onnx_step, "torch": TorchStep(torch_model)}
     result: dict = {
         "command": "python -m bench.runtime" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
-        "started_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "started_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "machine": machine(),
         "numpy": np.__version__,
         "model": version,

@@ -54,7 +54,7 @@ def export_step(model: RiskModel, model_version: str) -> bytes:
         torch.onnx.export(
             _Step(model),
             example,
-            buffer,
+            buffer,  # type: ignore[arg-type]  # the exporter writes to a file object too; typed as a path only
             dynamo=False,
             opset_version=OPSET,
             input_names=list(INPUTS),

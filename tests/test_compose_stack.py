@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,8 +31,12 @@ SCRAPED = ("sim", "ingest", "score", "alerts", "gateway", "wardview")
 pytestmark = pytest.mark.compose
 
 
+# Settings the compose file takes from the environment (or .env): set per test run.
+ENV: dict[str, str] = {}
+
+
 def _run(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, **ENV})
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
@@ -101,12 +107,25 @@ def _wait(condition, timeout_s: float, message: str, every: float = 2.0):  # typ
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {message} (last: {last!r})")
 
 
+def _users_file(directory: Path) -> Path:
+    """A ward view users file made the way the README says, readable by the image's user."""
+    path = directory / "wardview-users"
+    subprocess.run(
+        [sys.executable, "-m", "wardwatch", "user", "add", "citest", "--role", "clinician", "--users-file", str(path)],
+        cwd=REPO, env={**os.environ, "WARDWATCH_PASSWORD": secrets.token_urlsafe(16)}, check=True, capture_output=True,
+    )
+    if os.geteuid() == 0:
+        os.chown(path, 10001, 10001)  # the image runs as uid 10001; compose mounts secrets as they are
+    return path
+
+
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if not _engine_answers():
         if os.environ.get("CI") == "true":
             pytest.fail("no Docker engine with Compose v2 answers: .ci/run starts one with deploy/docker/ci/engine.sh")
         pytest.skip("no Docker engine with Compose v2 (run deploy/docker/ci/engine.sh as root to get one)")
+    ENV["WARDWATCH_USERS_FILE"] = str(_users_file(tmp_path_factory.mktemp("compose")))
     files = [REPO / "docker-compose.yml"]
     build_args: list[str] = []
     if _image_exists(CI_PYTHON_BASE):  # the Debian stand-ins from deploy/docker/ci/images.sh

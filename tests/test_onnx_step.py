@@ -81,7 +81,7 @@ def stream_batched(step: OnnxStep | TorchStep, sequences: list[SequenceInputs]) 
     risks = [np.zeros(len(x.values), dtype=np.float32) for x in sequences]
     for t in range(max(len(x.values) for x in sequences)):
         rows = np.array([i for i, x in enumerate(sequences) if t < len(x.values)])
-        pick = lambda name: np.stack([getattr(sequences[i], name)[t] for i in rows])  # noqa: E731
+        pick = lambda name, t=t, rows=rows: np.stack([getattr(sequences[i], name)[t] for i in rows])  # noqa: E731
         new_state, risk = step.step(state[rows], pick("values"), pick("mask"), pick("delta_hours"), pick("last_values"), pick("last_mask"))
         state[rows] = new_state
         for j, i in enumerate(rows):

@@ -476,7 +476,7 @@ class WardView:
             return None
         try:
             obj = json.loads(await asyncio.wait_for(request.body(), timeout=self.config.read_timeout_s))
-        except (ValueError, UnicodeDecodeError, asyncio.TimeoutError):
+        except (TimeoutError, ValueError, UnicodeDecodeError):
             return None
         return obj if isinstance(obj, dict) else None
 

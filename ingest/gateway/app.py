@@ -201,7 +201,7 @@ class Gateway:
             return refused
         try:
             body = await asyncio.wait_for(request.body(), timeout=self.config.read_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return refusal(408, "request_timeout", f"the body did not arrive within {self.config.read_timeout_s:g}s")
         status, reply, extra = await run_in_threadpool(self.readings, body, client)
         log.info("request client=%s code=%d accepted=%s rejected=%s reason=%s ms=%.1f", client, status, reply.get("accepted", 0),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+from typing import Any
 
 from runtime import logs
 from wardwatch.commands import deferred
@@ -55,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, object] = {"default": f.default, "type": type(f.default), "help": HELP[f.name]}
+        kwargs: dict[str, Any] = {"default": f.default, "type": type(f.default), "help": HELP[f.name]}
         if f.name == "cell":
             kwargs["choices"] = ("gru", "lstm")
         p.add_argument(flag, dest=f.name, **kwargs)

@@ -17,10 +17,10 @@ if ! have wardwatch-ci/debian:bookworm; then
   root="$(mktemp -d)"
   debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
   # The registries are reached through this host's TLS setup: images trust what the host trusts.
-  mkdir -p "$root/etc/ssl/certs"
-  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+  # (Kept apart from /etc/ssl/certs, which Debian's ca-certificates package rewrites.)
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/ci-host-ca.crt"
   tar -C "$root" -c . | docker import \
-    -c 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+    -c 'ENV PIP_CERT=/etc/ssl/ci-host-ca.crt SSL_CERT_FILE=/etc/ssl/ci-host-ca.crt' \
     - wardwatch-ci/debian:bookworm >/dev/null
   rm -rf "$root"
 fi
