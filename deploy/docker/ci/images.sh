@@ -18,6 +18,7 @@ if ! have wardwatch-ci/debian:bookworm; then
   debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
   # The registries are reached through this host's TLS setup: images trust what the host trusts.
   # (Kept apart from /etc/ssl/certs, which Debian's ca-certificates package rewrites.)
+  mkdir -p "$root/etc/ssl"
   cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/ci-host-ca.crt"
   tar -C "$root" -c . | docker import \
     -c 'ENV PIP_CERT=/etc/ssl/ci-host-ca.crt SSL_CERT_FILE=/etc/ssl/ci-host-ca.crt' \
