@@ -21,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Final
 
-from kafka import KafkaAdminClient, KafkaProducer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ingest import payload
@@ -30,7 +29,7 @@ from ingest.validate import Limits, Rejected, decode_json
 from runtime import metrics as metrics_module
 from runtime.config import KafkaConfig, require, setting
 from runtime.kafka.admin import ensure_topics
-from runtime.kafka.clients import producer, servers
+from runtime.kafka.client import Admin, Producer, from_config
 from runtime.records import JSON_HEADERS, to_json
 from runtime.topics import VITALS_RAW, specs
 
@@ -149,7 +148,8 @@ class KafkaSink:
         self.topic = config.topic(VITALS_RAW)
         self._gauge = connected_gauge
         self._stop = stop
-        self._producer: KafkaProducer | None = None
+        self._kafka = from_config(config)
+        self._producer: Producer | None = None
         self._connected: bool | None = None  # None: not known yet
         self._thread = threading.Thread(target=self._run, name="gateway-kafka", daemon=True)
 
@@ -170,23 +170,21 @@ class KafkaSink:
 
     def _run(self) -> None:
         timeout_ms = int(self.config.kafka_timeout_s * 1000)
-        probe: KafkaAdminClient | None = None
+        probe: Admin | None = None
         while not self._stop.is_set():
             try:
                 if self._producer is None:
-                    ensure_topics(self.config.bootstrap_servers, specs(VITALS_RAW), self.config.partitions,
+                    ensure_topics(self._kafka, specs(VITALS_RAW), self.config.partitions,
                                   self.config.replication_factor, self.config.topic_prefix)
-                    self._producer = producer(
-                        self.config.bootstrap_servers, client_id="wardwatch-gateway", max_block_ms=timeout_ms,
+                    self._producer = self._kafka.producer(
+                        client_id="wardwatch-gateway",
                         # Give up on a write about when the client is told 503, so few land after it.
                         request_timeout_ms=max(1000, timeout_ms // 2), delivery_timeout_ms=timeout_ms + 1000)
                     self._set_connected(True)
                 else:
                     if probe is None:
-                        probe = KafkaAdminClient(bootstrap_servers=servers(self.config.bootstrap_servers),
-                                                 client_id="wardwatch-gateway-probe", request_timeout_ms=timeout_ms,
-                                                 bootstrap_timeout_ms=timeout_ms)
-                    probe.describe_cluster()
+                        probe = self._kafka.admin(client_id="wardwatch-gateway-probe", timeout_s=self.config.kafka_timeout_s)
+                    probe.probe(self.config.kafka_timeout_s)
                     self._set_connected(True)
             except Exception as exc:  # any failure to reach Kafka is reported the same way: 503
                 self._set_connected(False, str(exc))
@@ -204,9 +202,9 @@ class KafkaSink:
             raise KafkaUnavailable(f"not connected to Kafka at {self.config.bootstrap_servers}")
         deadline = time.monotonic() + self.config.kafka_timeout_s
         try:
-            futures = [kafka.send(self.topic, key=w.key, value=w.value, headers=list(JSON_HEADERS)) for w in writes]
-            for future in futures:
-                future.get(timeout=max(0.001, deadline - time.monotonic()))
+            deliveries = [kafka.send_acked(self.topic, w.value, key=w.key, headers=list(JSON_HEADERS)) for w in writes]
+            for delivery in deliveries:
+                delivery.wait(deadline - time.monotonic())
         except Exception as exc:
             self._set_connected(False, str(exc))
             raise KafkaUnavailable(f"Kafka did not acknowledge the writes within {self.config.kafka_timeout_s:g}s: {exc}") from exc
@@ -214,7 +212,7 @@ class KafkaSink:
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.close(timeout=self.config.kafka_timeout_s)
+            self._producer.close(timeout_s=self.config.kafka_timeout_s)
             self._producer = None
         self._thread.join(timeout=2)
 
