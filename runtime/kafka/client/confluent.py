@@ -393,7 +393,12 @@ class ConfluentClient:
                  auto_offset_reset: str = "earliest", large_fetches: bool = False) -> ConfluentConsumer:
         config: dict[str, Any] = {
             **self._common, "client.id": client_id, "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "isolation.level": "read_committed", "auto.offset.reset": auto_offset_reset, "enable.partition.eof": True,
+            "isolation.level": "read_committed", "auto.offset.reset": auto_offset_reset,
+            # End-of-partition events tell `read_to_end` where a partition ends. Only for consumers
+            # outside a group: consuming an EOF event moves the application position one past the
+            # end, and a group member that keeps a partition through a cooperative rebalance
+            # resumes from there (offset out of range -> reset -> records read twice).
+            "enable.partition.eof": group_id is None,
             # The same liveness settings as kafka-python's defaults: a killed member's partitions
             # move after 10 s, not librdkafka's 45 s.
             "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3_000,
