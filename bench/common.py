@@ -2,7 +2,7 @@
 
 Measurement side (preloading input, observing outputs) uses confluent-kafka (librdkafka, C),
 so the bench's own Kafka work costs little CPU next to the process under test. The processes
-under test use what they use in production: kafka-python for wardwatch, confluent-kafka for
+under test use what they use in production: the client `--kafka-client` names for wardwatch, confluent-kafka for
 Quix Streams.
 """
 
