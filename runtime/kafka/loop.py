@@ -16,8 +16,8 @@ from typing import Any
 
 from runtime.config import StreamConfig
 from runtime.kafka.admin import ensure_topics
-from runtime.kafka.client import BEGINNING, FatalKafkaError, KafkaClientError, TopicPartition, from_config, wait_for_broker
 from runtime.kafka.changelog import read_changelog
+from runtime.kafka.client import BEGINNING, FatalKafkaError, KafkaClientError, TopicPartition, from_config, wait_for_broker
 from runtime.metrics import StreamMetrics
 from runtime.processor import Processor
 from runtime.records import InRecord, OutRecord
@@ -78,7 +78,8 @@ class StreamLoop:
             self._producer.init_transactions()
             inputs = [cfg.topic(t) for t in self.processor.input_topics]
             self._consumer.subscribe(inputs, on_assigned=self.assigned, on_revoked=self.revoked)
-            log.info("stream started stage=%s group=%s inputs=%s client=%s", self.stage, group, ",".join(self.processor.input_topics), self._kafka.name)
+            log.info("stream started stage=%s group=%s inputs=%s client=%s",
+                     self.stage, group, ",".join(self.processor.input_topics), self._kafka.name)
             while not self.stop.is_set():
                 self._step()
         finally:
