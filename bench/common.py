@@ -63,7 +63,7 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "kafka_python": kafka.__version__,
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": confluent_kafka.__version__,  # version() is a string in 2.x, a tuple before
         "librdkafka": confluent_kafka.libversion()[0],
         "quixstreams": quixstreams.__version__,
     }
