@@ -14,7 +14,6 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
-from kafka.coordinator.assignors.range import RangePartitionAssignor
 from prometheus_client import Counter, Gauge, Histogram
 
 from alerts.messages import ESCALATED, RAISED, STATUSES, MessageError, parse_command, parse_risk
@@ -22,6 +21,7 @@ from alerts.partition import Outcome, PartitionAlerts
 from alerts.rules import DATA_GAP_RULE, SEVERITIES, TECHNICAL, Rules
 from alerts.state import CorruptState, decode, to_json
 from ingest import Reason
+from runtime.kafka.client import RANGE
 from runtime.metrics import LATENCY_BUCKETS, StreamMetrics
 from runtime.records import InRecord, OutRecord, dead_letter, json_record, tombstone
 from runtime.topics import ALERTS, ALERTS_CONTROL, ALERTS_STATE, RISK, VITALS_DLQ
@@ -32,7 +32,7 @@ STAGE: Final = "alerts"
 
 # risk and alerts.control are co-partitioned: partition p of both must land on one process,
 # because a command for a patient acts on the state built from that patient's risk records.
-ASSIGNORS: Final = (RangePartitionAssignor,)
+ASSIGNOR: Final = RANGE
 
 BAD_RISK: Final = "bad_risk"
 BAD_COMMAND: Final = "bad_command"

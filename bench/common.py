@@ -2,7 +2,7 @@
 
 Measurement side (preloading input, observing outputs) uses confluent-kafka (librdkafka, C),
 so the bench's own Kafka work costs little CPU next to the process under test. The processes
-under test use what they use in production: kafka-python for wardwatch, confluent-kafka for
+under test use what they use in production: the client `--kafka-client` names for wardwatch, confluent-kafka for
 Quix Streams.
 """
 
@@ -65,7 +65,7 @@ def machine() -> dict[str, object]:
         "onnxruntime": onnxruntime.__version__,
         "torch": torch.__version__,
         "kafka_python": kafka.__version__,
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": confluent_kafka.__version__,  # version() is a string in 2.x, a tuple before
         "librdkafka": confluent_kafka.libversion()[0],
         "quixstreams": quixstreams.__version__,
     }

@@ -124,6 +124,10 @@ class KafkaConfig:
     replication_factor: int = setting(1, "replication factor for topics the service creates")
     topic_prefix: str = setting("", "prefix for every topic and group name (several pipelines on one cluster)")
     log_level: str = setting("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    kafka_client: str = setting(
+        "kafka-python", "Kafka client library: kafka-python (pure Python) or confluent (librdkafka)",
+        choices=("kafka-python", "confluent"),
+    )
 
     def __post_init__(self) -> None:
         for server in self.bootstrap_servers.split(","):

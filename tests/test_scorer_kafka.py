@@ -22,7 +22,7 @@ from sim.devices import DeviceConfig
 from tests.support.equivalence import RISK_ABS_TOLERANCE
 from tests.support.kafka import Service, create_topics, produce, produce_paced, read_committed, spawn, wait_until
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.both_clients]
 
 # The input goes straight to the stage under test, past ingest's de-duplication: no duplicate
 # or reordered deliveries, so every record has exactly one expected output.

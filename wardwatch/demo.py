@@ -93,20 +93,22 @@ def _scrape(port: int) -> dict[str, float]:
 
 
 def _tail_alerts(bootstrap: str, stop: threading.Event, printer: Callable[[str], None]) -> None:
-    from runtime.kafka.clients import consumer
+    from runtime.kafka.client import END, TopicPartition, connect
 
-    c = consumer(bootstrap, client_id="wardwatch-demo-alerts", group_id=None, auto_offset_reset="latest")
+    c = connect(bootstrap).consumer(client_id="wardwatch-demo-alerts", group_id=None)
     try:
-        c.subscribe([ALERTS])
+        partitions = c.partitions_for(ALERTS)
+        while not partitions and not stop.wait(1.0):  # the alerts service creates the topic
+            partitions = c.partitions_for(ALERTS)
+        c.assign({TopicPartition(ALERTS, p): END for p in partitions})
         while not stop.is_set():
-            for records in c.poll(timeout_ms=500).values():
-                for r in records:
-                    try:
-                        a = json.loads(r.value)
-                    except (TypeError, ValueError):
-                        continue
-                    printer(f"  alert {a.get('status', '?'):<12} {a.get('severity', '?'):<10} {a.get('patient_id', '?'):<8} "
-                            f"{a.get('rule', '?')}: {a.get('reason', '')}")
+            for r in c.poll(0.5, 500):
+                try:
+                    a = json.loads(r.value)  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    continue
+                printer(f"  alert {a.get('status', '?'):<12} {a.get('severity', '?'):<10} {a.get('patient_id', '?'):<8} "
+                        f"{a.get('rule', '?')}: {a.get('reason', '')}")
     finally:
         c.close()
 

@@ -145,38 +145,39 @@ class Feed(threading.Thread):
                 self.stop_event.wait(2.0)
 
     def _consume(self) -> None:
-        from kafka import TopicPartition
-
         from runtime.kafka.admin import ensure_topics
-        from runtime.kafka.clients import consumer, wait_for_broker
+        from runtime.kafka.client import BEGINNING, TopicPartition, from_config, wait_for_broker
         from runtime.topics import specs
 
         cfg = self.config
-        wait_for_broker(cfg.bootstrap_servers)
-        ensure_topics(cfg.bootstrap_servers, specs(VITALS_TOPIC, RISK, ALERTS, ALERTS_CONTROL), cfg.partitions,
+        kafka = from_config(cfg)
+        wait_for_broker(kafka)
+        ensure_topics(kafka, specs(VITALS_TOPIC, RISK, ALERTS, ALERTS_CONTROL), cfg.partitions,
                       cfg.replication_factor, cfg.topic_prefix)
-        c = consumer(cfg.bootstrap_servers, client_id="wardwatch-wardview", group_id=None)
+        c = kafka.consumer(client_id="wardwatch-wardview", group_id=None, max_poll_records=2000)
         try:
-            tps = [TopicPartition(cfg.topic(t), p) for t in (ALERTS, RISK, VITALS_TOPIC)
-                   for p in sorted(c.partitions_for_topic(cfg.topic(t)) or ())]
-            c.assign(tps)
-            c.seek_to_beginning(*tps)
+            tps = [TopicPartition(cfg.topic(t), p) for t in (ALERTS, RISK, VITALS_TOPIC) for p in c.partitions_for(cfg.topic(t))]
+            starts = dict.fromkeys(tps, BEGINNING)
             # Open alerts need the whole (small) alerts topic; vitals and risk only their tail.
             tails = [tp for tp in tps if tp.topic != cfg.topic(ALERTS)]
             for tp, end in c.end_offsets(tails).items():
-                if end is not None and end > cfg.lookback_records:
-                    c.seek(tp, end - cfg.lookback_records)
+                if end > cfg.lookback_records:
+                    starts[tp] = end - cfg.lookback_records
+            c.assign(starts)
             self.ward.set_connected(True)
             log.info("feed reading topics=%s partitions=%d", [ALERTS, RISK, VITALS_TOPIC], len(tps))
             prefix = len(cfg.topic_prefix)
             while not self.stop_event.is_set():
-                for tp, records in c.poll(timeout_ms=300, max_records=2000).items():
-                    topic = tp.topic[prefix:]
-                    self.metrics.stream.records_in.labels(STAGE, topic).inc(len(records))
-                    for r in records:
-                        reason = self.ward.apply(topic, r.value)
-                        if reason:
-                            self.metrics.stream.reject(reason)
+                records = c.poll(0.3, 2000)
+                counts: dict[str, int] = {}
+                for r in records:
+                    topic = r.topic[prefix:]
+                    counts[topic] = counts.get(topic, 0) + 1
+                    reason = self.ward.apply(topic, r.value)
+                    if reason:
+                        self.metrics.stream.reject(reason)
+                for topic, n in counts.items():
+                    self.metrics.stream.records_in.labels(STAGE, topic).inc(n)
                 self.metrics.patients.set(len(self.ward.patients))
         finally:
             c.close()
@@ -195,20 +196,20 @@ class Acknowledger:
 
     def command(self, command: dict[str, Any]) -> None:
         """Produce one control command (keyed by its patient) and wait for Kafka's acknowledgement."""
-        from runtime.kafka.clients import producer
+        from runtime.kafka.client import from_config
 
         patient_id = command["patient_id"]
         with self._lock:
             if self._producer is None:
-                self._producer = producer(self.config.bootstrap_servers, client_id="wardwatch-wardview-ack")
-            future = self._producer.send(self.config.topic(ALERTS_CONTROL), key=patient_id.encode(),
-                                         value=json.dumps(command, separators=(",", ":")).encode())
-        future.get(timeout=15)
+                self._producer = from_config(self.config).producer(client_id="wardwatch-wardview-ack")
+            delivery = self._producer.send_acked(self.config.topic(ALERTS_CONTROL), json.dumps(command, separators=(",", ":")).encode(),
+                                                 key=patient_id.encode())
+        delivery.wait(15)
 
     def close(self) -> None:
         with self._lock:
             if self._producer is not None:
-                self._producer.close(timeout=5)
+                self._producer.close(timeout_s=5)
                 self._producer = None
 
 

@@ -1,4 +1,4 @@
-"""The gateway's Kafka writer: the idempotent producer (built by `runtime.kafka.clients`),
+"""The gateway's Kafka writer: the idempotent producer (built by the runtime's client layer),
 connected in the background, and a health probe. While Kafka is down the gateway answers 503."""
 
 from __future__ import annotations
@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import Gauge
 
 from ingest.gateway.config import GatewayConfig
 from ingest.gateway.triage import Write
 from runtime.kafka.admin import ensure_topics
-from runtime.kafka.clients import admin, producer
+from runtime.kafka.client import Admin, Producer, from_config
 from runtime.records import JSON_HEADERS
 from runtime.topics import VITALS_RAW, specs
 
@@ -35,7 +35,8 @@ class KafkaWriter:
         self.topic = config.topic(VITALS_RAW)
         self._gauge = connected_gauge
         self._stop = stop
-        self._producer: Any = None
+        self._kafka = from_config(config)
+        self._producer: Producer | None = None
         self._connected: bool | None = None  # None: not known yet
         self._thread = threading.Thread(target=self._run, name="gateway-kafka", daemon=True)
 
@@ -56,21 +57,21 @@ class KafkaWriter:
 
     def _run(self) -> None:
         timeout_ms = int(self.config.kafka_timeout_s * 1000)
-        probe: Any = None
+        probe: Admin | None = None
         while not self._stop.is_set():
             try:
                 if self._producer is None:
-                    ensure_topics(self.config.bootstrap_servers, specs(VITALS_RAW), self.config.partitions,
+                    ensure_topics(self._kafka, specs(VITALS_RAW), self.config.partitions,
                                   self.config.replication_factor, self.config.topic_prefix)
-                    self._producer = producer(
-                        self.config.bootstrap_servers, client_id="wardwatch-gateway", max_block_ms=timeout_ms,
+                    self._producer = self._kafka.producer(
+                        client_id="wardwatch-gateway",
                         # Give up on a write about when the client is told 503, so few land after it.
                         request_timeout_ms=max(1000, timeout_ms // 2), delivery_timeout_ms=timeout_ms + 1000)
                     self._set_connected(True)
                 else:
                     if probe is None:
-                        probe = admin(self.config.bootstrap_servers, client_id="wardwatch-gateway-probe")
-                    probe.describe_cluster()
+                        probe = self._kafka.admin(client_id="wardwatch-gateway-probe", timeout_s=self.config.kafka_timeout_s)
+                    probe.probe(self.config.kafka_timeout_s)
                     self._set_connected(True)
             except Exception as exc:  # any failure to reach Kafka is reported the same way: 503
                 self._set_connected(False, str(exc))
@@ -90,9 +91,9 @@ class KafkaWriter:
         headers = [*JSON_HEADERS, (CLIENT_HEADER, client.encode())]
         deadline = time.monotonic() + self.config.kafka_timeout_s
         try:
-            futures = [kafka.send(self.topic, key=w.key, value=w.value, headers=headers) for w in writes]
-            for future in futures:
-                future.get(timeout=max(0.001, deadline - time.monotonic()))
+            deliveries = [kafka.send_acked(self.topic, w.value, key=w.key, headers=headers) for w in writes]
+            for delivery in deliveries:
+                delivery.wait(max(0.001, deadline - time.monotonic()))
         except Exception as exc:
             self._set_connected(False, str(exc))
             raise KafkaUnavailable(f"Kafka did not acknowledge the writes within {self.config.kafka_timeout_s:g}s: {exc}") from exc
@@ -100,6 +101,6 @@ class KafkaWriter:
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.close(timeout=self.config.kafka_timeout_s)
+            self._producer.close(timeout_s=self.config.kafka_timeout_s)
             self._producer = None
         self._thread.join(timeout=2)
