@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {
         "mode": mode,
         "command": "python -m bench.clients" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
-        "started_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "started_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "machine": machine(),
         "input": {"readings": len(data.records), "patients": data.patients, "partitions": PARTITIONS},
     }

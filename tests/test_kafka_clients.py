@@ -84,7 +84,7 @@ def test_kafka_python_and_confluent_give_the_same_outputs_for_the_same_input(kaf
             produce(kafka_bootstrap, prefix + VITALS_RAW, stream)
         for client, prefix in prefixes.items():
             last: list[int] = []
-            wait_until(lambda: settled(kafka_bootstrap, prefix, last), timeout_s=300, interval_s=2, message=f"{client} pipeline done")
+            wait_until(lambda prefix=prefix, last=last: settled(kafka_bootstrap, prefix, last), timeout_s=300, interval_s=2, message=f"{client} pipeline done")
             outputs[client] = {
                 RISK: read_committed(kafka_bootstrap, prefix + RISK),
                 ALERTS: read_committed(kafka_bootstrap, prefix + ALERTS, timeout_s=60, quiet_s=5),

@@ -62,7 +62,7 @@ def connect(bootstrap: str, client: str | None = None, properties: Mapping[str, 
 
 def from_config(config: object, properties: Mapping[str, str] | None = None) -> KafkaClient:
     """Clients for a service's `KafkaConfig` (its bootstrap servers and `kafka_client`)."""
-    return connect(getattr(config, "bootstrap_servers"), getattr(config, "kafka_client", None), properties)
+    return connect(getattr(config, "bootstrap_servers"), getattr(config, "kafka_client", None), properties)  # noqa: B009
 
 
 def wait_for_broker(kafka: KafkaClient | str, timeout_s: float = 60.0) -> None:
