@@ -5,7 +5,8 @@
 #   wardwatch-ci/python:3.11      Debian's Python 3.11 (stands in for python:3.11-slim)
 #   wardwatch-ci/kafka:4.1.1      the same Apache Kafka jars from Maven Central on OpenJDK 17
 #   wardwatch-ci/prometheus       Prometheus from Debian
-# Each is built only when missing (docker's layer cache makes a rebuild cheap anyway).
+# The Debian base is made only when missing (debootstrap takes a minute); the others are built
+# every time, so a changed Dockerfile takes effect (docker's layer cache makes that cheap).
 set -euo pipefail
 cd "$(dirname "$0")"
 CACHE_DIR="${WARDWATCH_CACHE_DIR:-$HOME/.cache/wardwatch}"
@@ -26,16 +27,15 @@ if ! have wardwatch-ci/debian:bookworm; then
   rm -rf "$root"
 fi
 
-have wardwatch-ci/python:3.11 || { say "building wardwatch-ci/python:3.11"; docker build -q -t wardwatch-ci/python:3.11 python >/dev/null; }
-have wardwatch-ci/prometheus || { say "building wardwatch-ci/prometheus"; docker build -q -t wardwatch-ci/prometheus prometheus >/dev/null; }
-
-if ! have wardwatch-ci/kafka:4.1.1; then
-  say "building wardwatch-ci/kafka:4.1.1 from the Apache Kafka jars"
+say "building wardwatch-ci/python:3.11, wardwatch-ci/prometheus, wardwatch-ci/kafka:4.1.1"
+docker build -q -t wardwatch-ci/python:3.11 python >/dev/null
+docker build -q -t wardwatch-ci/prometheus prometheus >/dev/null
+{
   context="$(mktemp -d)"
   cp kafka/Dockerfile kafka/run kafka/kafka-run-class.sh kafka/log4j2.properties "$context/"
   mvn -B -q -f kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
     -DoutputDirectory="$context/libs"
   docker build -q -t wardwatch-ci/kafka:4.1.1 "$context" >/dev/null
   rm -rf "$context"
-fi
+}
 say "images ready: $(docker images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^wardwatch' | tr '\n' ' ')"
