@@ -26,7 +26,7 @@ from typing import Final
 import numpy as np
 
 from inference.features import N_FEATURES
-from inference.records import HORIZONS, INPUT_GROUPS, TRENDED
+from inference.records import DOMINANT, HORIZONS, INPUT_GROUPS, TRENDED
 from inference.step import StepRuntime
 
 # Input groups (their names are the record contract's), in the order contributions are computed
@@ -36,10 +36,6 @@ GROUP_NAMES: Final = tuple(name for name, _ in GROUPS)
 N_GROUPS: Final = len(GROUPS)
 # A normal adult (NEWS2 0 in every parameter), in FEATURES order: the "input removed" baseline.
 REFERENCE: Final = np.array([75.0, 16.0, 97.0, 37.0, 125.0, 75.0, 0.0, 0.0], dtype=np.float32)
-# A contribution is dominant when putting that input back to normal moves the risk by at least
-# 5 percentage points: a change the card's whole-percent risk shows plainly, and a twelfth of
-# the way from 0 to the default model alert (0.6). Below it, no input explains the score.
-DOMINANT: Final = 0.05
 TOP: Final = 3  # contributions a record carries, largest magnitude first
 CONTRIBUTION_DECIMALS: Final = 4  # finer than DOMINANT by far; the risk contract's 1e-5 is below it
 

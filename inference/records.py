@@ -34,6 +34,10 @@ INPUT_GROUPS: Final = ("hr", "rr", "spo2", "temp", "bp", "on_oxygen", "acvpu")
 TRENDED: Final = ("hr", "rr", "spo2", "temp", "sbp", "dbp", "risk")
 VALUED: Final = TRENDED[:6]
 HORIZONS: Final = ("1h", "4h")
+# A contribution is dominant when putting that input back to normal moves the risk by at least
+# 5 percentage points: a change the card's whole-percent risk shows plainly, and a twelfth of
+# the way from 0 to the default model alert (0.6). Below it, no one input explains the score.
+DOMINANT: Final = 0.05
 
 MAX_ID_LENGTH: Final = 128
 RISK_DECIMALS: Final = 6  # finer than any threshold; keeps the record short

@@ -211,3 +211,34 @@ def test_the_explanation_round_trips_and_a_malformed_one_reads_as_absent() -> No
     for bad in ({"top": [["heart", 0.1]], "values": {}, "trend": {"since_ms": [1, 2]}}, {"top": [], "values": {}, "trend": {}},
                 {"top": [["rr", "big"]], "values": {}, "trend": {"since_ms": [1, 2]}}, "why"):
         assert decode_risk(json.dumps({**base, "explain": bad})).explain is None
+
+
+# -- alerts carry it; the demo prints it in one line -------------------------------------------------
+def test_a_raised_alert_carries_the_readings_explanation_and_the_demo_prints_it_in_one_line() -> None:
+    from alerts.engine import on_reading
+    from alerts.messages import AlertEvent, parse_risk
+    from alerts.rules import load_rules
+    from wardwatch.demo import alert_summary
+
+    readings = scripted(5 * 60 + 30, rr=lambda h: 14.0 if h < 1 else 30.0, spo2=lambda h: 96.0 if h < 1 else 90.0)
+    step, version = shipped()
+    out = scorer(step, version).process(records(readings, partitions=1))
+    rules = load_rules()
+    state, events = None, []
+    for r in out:
+        if r.topic == RISK:
+            transition = on_reading(state, parse_risk(r.value), rules)
+            state = transition.state
+            events.extend(transition.events)
+    raised = [e for e in events if e.status == "raised"]
+    assert {e.rule for e in raised} >= {"model_risk", "news2_single_parameter"}
+    model = next(e for e in raised if e.rule == "model_risk")
+    assert {name for name, _ in model.explain["top"][:2]} == {"rr", "spo2"}, "the two abnormal inputs lead"
+    assert model.explain["news2_scores"]["rr"] == 3
+    assert model.explain["risk"] >= 0.6 and model.explain["values"]["rr"] == 30.0
+    event = model.to_dict()
+    assert json.loads(json.dumps(event))["explain"] == model.explain
+    line = alert_summary(event)
+    assert "\n" not in line and "why: model: " in line and "RR 30/min +" in line and "SpO2 90% +" in line and "RR 3" in line
+    plain = AlertEvent("a", "P1", 1, "resolved", "urgent", "model_risk", "cleared", 0).to_dict()
+    assert "explain" not in plain and "why" not in alert_summary(plain)
