@@ -37,6 +37,7 @@ N_GROUPS: Final = len(GROUPS)
 # A normal adult (NEWS2 0 in every parameter), in FEATURES order: the "input removed" baseline.
 REFERENCE: Final = np.array([75.0, 16.0, 97.0, 37.0, 125.0, 75.0, 0.0, 0.0], dtype=np.float32)
 TOP: Final = 3  # contributions a record carries, largest magnitude first
+CHUNK: Final = 1024  # rows per occlusion step call
 CONTRIBUTION_DECIMALS: Final = 4  # finer than DOMINANT by far; the risk contract's 1e-5 is below it
 
 # Trends: horizons, the grid slots kept per horizon, and what is trended (the numeric vitals, then risk).
@@ -79,7 +80,13 @@ def contributions(
     replace = _COLUMNS[groups]  # [k, D]
     v = np.where(replace & (mask[rows] > 0), REFERENCE, values[rows]).astype(np.float32)
     lv = np.where(replace & (last_mask[rows] > 0), REFERENCE, last_values[rows]).astype(np.float32)
-    _, occluded = step.step(state[rows], v, mask[rows], delta[rows], lv, last_mask[rows])
+    st, m, d, lm = state[rows], mask[rows], delta[rows], last_mask[rows]
+    # In chunks: one ONNX Runtime call on many thousand rows costs far more per row than a few
+    # calls of about a thousand (measured: 14,000 rows 60x the time of 2,000, not 7x).
+    occluded = np.concatenate([
+        step.step(st[i : i + CHUNK], v[i : i + CHUNK], m[i : i + CHUNK], d[i : i + CHUNK], lv[i : i + CHUNK], lm[i : i + CHUNK])[1]
+        for i in range(0, len(rows), CHUNK)
+    ])
     out[rows, groups] = risk[rows].astype(np.float64) - occluded.astype(np.float64)
     return out
 

@@ -69,19 +69,30 @@ class Explanation:
         return self.trend.get(name, (None, None))[HORIZONS.index(horizon)]
 
 
-def _num(value: float | None) -> str:
-    return "null" if value is None else repr(value)
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def explanation_json(
+    top: Sequence[tuple[str, float]] | Sequence[list[Any]],
+    values: dict[str, float | None],
+    since_ms: Sequence[int],
+    trend: dict[str, Sequence[float | None]],
+) -> str:
+    """The `explain` object's JSON text from its parts (the scorer's path; no dataclass per reading).
+
+    Compact, in the contract's order (top, values, trend; names in VALUED / TRENDED order as given),
+    floats as Python writes them, so it round-trips exactly through `explanation_from_object`.
+    """
+    return _COMPACT.encode(
+        {"top": [list(pair) for pair in top], "values": values, "trend": {"since_ms": list(since_ms), **{k: list(v) for k, v in trend.items()}}}
+    )
 
 
 def format_explanation(explanation: Explanation) -> str:
     """The `explain` object's JSON text, compact and in a fixed order (round-trips exactly)."""
-    top = ",".join(f'["{name}",{value!r}]' for name, value in explanation.top)
-    values = ",".join(f'"{name}":{_num(explanation.values.get(name))}' for name in VALUED if name in explanation.values)
-    since = ",".join(str(t) for t in explanation.since_ms)
-    trend = ",".join(
-        f'"{name}":[{",".join(_num(v) for v in explanation.trend[name])}]' for name in TRENDED if name in explanation.trend
-    )
-    return f'{{"top":[{top}],"values":{{{values}}},"trend":{{"since_ms":[{since}]{"," if trend else ""}{trend}}}}}'
+    values = {name: explanation.values[name] for name in VALUED if name in explanation.values}
+    trend = {name: explanation.trend[name] for name in TRENDED if name in explanation.trend}
+    return explanation_json(explanation.top, values, explanation.since_ms, trend)
 
 
 @dataclass(frozen=True, slots=True)

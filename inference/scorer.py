@@ -31,7 +31,7 @@ from inference import explain
 from inference.features import MAX_DELTA_HOURS, MS_PER_HOUR, N_FEATURES
 from inference.news2 import NEWS2_MAX_AGE_MS
 from inference.news2_batch import news2_batch
-from inference.records import HORIZONS, TRENDED, VALUED, Explanation, format_explanation, format_risk
+from inference.records import TRENDED, VALUED, explanation_json, format_risk
 from inference.state.changelog import CONTENT_TYPE, encode_row
 from inference.state.recovery import restore_partition
 from inference.state.table import NEVER, StateTable
@@ -305,26 +305,25 @@ class ScorerProcessor:
         seen_now, values_now = table.seen_ts[rows], table.last_values[rows]
         since, change = explain.trends(table.trend_refs[rows], at, values_now, seen_now, risks[chosen], max_age)
         fresh = (seen_now[:, :6] != NEVER) & (seen_now[:, :6] >= (at - max_age)[:, None])
+        # Per reading only lists and dicts from here: numpy did the arithmetic, json writes the text.
         shown = np.where(fresh, np.round(values_now[:, :6].astype(np.float64), 1), np.nan).tolist()
         rounded = np.round(change, 1)
         rounded[:, :, 6] = np.round(change[:, :, 6], explain.CONTRIBUTION_DECIMALS)
-        trend_lists = rounded.tolist()
-        since_lists = since.tolist()
+        by_name = rounded.transpose(0, 2, 1).tolist()  # [n, trended, horizons]
+        order = np.argsort(-np.abs(contribution), axis=1, kind="stable")[:, : explain.TOP]
+        top_values = np.round(np.take_along_axis(contribution, order, axis=1), explain.CONTRIBUTION_DECIMALS).tolist()
+        order_lists, since_lists = order.tolist(), since.tolist()
+        names, groups = TRENDED, explain.GROUP_NAMES
         out: dict[int, str] = {}
         for k, i in enumerate(chosen.tolist()):
-            trend: dict[str, tuple[float | None, ...]] = {}
-            for j, name in enumerate(TRENDED):
-                pair = tuple(None if v != v else v for v in (trend_lists[k][h][j] for h in range(len(HORIZONS))))
-                if any(v is not None for v in pair):
-                    trend[name] = pair
-            out[i] = format_explanation(
-                Explanation(
-                    top=tuple(explain.top(contribution[k])),
-                    values={name: (None if v != v else v) for name, v in zip(VALUED, shown[k])},
-                    since_ms=tuple(since_lists[k]),
-                    trend=trend,
-                )
-            )
+            top = [(groups[g], c) for g, c in zip(order_lists[k], top_values[k]) if c != 0.0]
+            values_k = {name: (None if v != v else v) for name, v in zip(VALUED, shown[k])}
+            trend = {}
+            for name, pair in zip(names, by_name[k]):
+                a, b = pair
+                if a == a or b == b:  # not both NaN
+                    trend[name] = (None if a != a else a, None if b != b else b)
+            out[i] = explanation_json(top, values_k, since_lists[k], trend)
         self.scorer_metrics.explained.inc(len(out))
         self.scorer_metrics.explain_seconds.observe(time.perf_counter() - started)
         return out
