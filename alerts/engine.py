@@ -22,6 +22,9 @@ Per clinical rule and patient (docs/alerts.md):
   is not evidence of recovery.
 - Alert ids are a hash of patient, rule and the event time at which the alert was raised, so
   replaying the same input raises the same ids; later events of an alert carry its id.
+- A raised or escalated event carries the reading's explanation (`alert_explanation`): its
+  NEWS2 parameter scores and, when the scorer explained it, the model's top contributions and
+  the trends, so the page and the pager say why without a second lookup.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from alerts.messages import (
     AlertEvent,
     Command,
     RiskReading,
+    alert_explanation,
 )
 from alerts.rules import DATA_GAP_RULE, SEVERITIES, TECHNICAL, Rule, Rules
 from alerts.state import ActiveAlert, PatientState, RuleState
@@ -63,7 +67,9 @@ def severity_rank(severity: str) -> int:
     return SEVERITIES.index(severity) + 1 if severity in SEVERITIES else 0
 
 
-def _event(alert: ActiveAlert, patient_id: str, ts_ms: int, status: str, rule: str, reason: str) -> AlertEvent:
+def _event(
+    alert: ActiveAlert, patient_id: str, ts_ms: int, status: str, rule: str, reason: str, why: RiskReading | None = None
+) -> AlertEvent:
     return AlertEvent(
         alert_id=alert.alert_id,
         patient_id=patient_id,
@@ -74,6 +80,7 @@ def _event(alert: ActiveAlert, patient_id: str, ts_ms: int, status: str, rule: s
         reason=reason,
         raised_ts_ms=alert.raised_ts_ms,
         acknowledged=alert.acknowledged,
+        explain=alert_explanation(why) if why is not None else None,
     )
 
 
@@ -146,7 +153,7 @@ def step_rule(
             # A person acknowledged a lesser alert: the escalation needs its own acknowledgement.
             alert = replace(alert, severity=to.severity, level=target, acknowledged=False)
             reason = f"{_describe(rule, value)} rose to {to.raise_at:g} or more ({to.severity}) {_evidence(rule, window, target, since[target - 1], ts)}"
-            events.append(_event(alert, patient_id, ts, ESCALATED, rule.name, reason))
+            events.append(_event(alert, patient_id, ts, ESCALATED, rule.name, reason, reading))
         elif level != alert.level:
             alert = replace(alert, level=level)
     elif target > 0 and not snoozed:
@@ -154,7 +161,7 @@ def step_rule(
         if cooldown_until is None or to.rank > cooldown_rank:
             alert = ActiveAlert(alert_id(patient_id, rule.name, ts), to.severity, target, ts)
             reason = f"{_describe(rule, value)} at {to.raise_at:g} or more ({to.severity}) {_evidence(rule, window, target, since[target - 1], ts)}"
-            events.append(_event(alert, patient_id, ts, RAISED, rule.name, reason))
+            events.append(_event(alert, patient_id, ts, RAISED, rule.name, reason, reading))
     return RuleState(window, since, alert, cooldown_until, cooldown_rank), events
 
 

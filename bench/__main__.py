@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import hot_path, latency, peer_quix, report, scale_out, scorer, state_scale
+from bench import explain, hot_path, latency, peer_quix, report, scale_out, scorer, state_scale
 from bench.common import PARTITIONS, broker, cohort_input, machine
 from bench.throughput import run_preloaded
 
@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         result["scorer_vs_ceiling"] = round(score / ceiling, 3) if ceiling else None
         result["scorer_vs_naive"] = round(score / naive, 2) if naive else None
         result["scorer_vs_peer"] = round(score / peer, 2) if peer else None
+        # The scorer with and without explanations (bench/explain.py; `python -m bench.explain` runs only this).
+        result["explanations"] = explain.service(bootstrap, data, args.checkpoint, logdir)
+        log("explanations: " + ", ".join(f"{p}: {e['readings_per_s']:,.0f}/s" for p, e in result["explanations"].items()))
 
         result["latency"] = []
         for rate in size["rates"]:

@@ -57,6 +57,11 @@ def markdown(r: dict) -> str:
               "| scenario | readings/s | window s | outputs seen | time-capped |", "|---|---:|---:|---:|---|"]
     for name, t in r["throughput"].items():
         lines.append(f"| {name} | {_fmt(t['readings_per_s'])} | {t['window_s']} | {t['outputs_seen']:,} | {t['time_capped']} |")
+    if r.get("explanations"):
+        lines += ["", "## The scorer with and without explanations (same run, `--explain`)", "",
+                  "| explain | readings/s | vs off |", "|---|---:|---:|"]
+        for policy, e in r["explanations"].items():
+            lines.append(f"| {policy} | {_fmt(e['readings_per_s'])} | {e.get('vs_off', 1.0)} |")
     lines += ["", f"Ceiling: {r['notes']['ceiling']}", "", f"Peer: {r['notes']['peer']}", "",
               "## Latency: event-to-score", "", r["notes"]["latency"], "",
               "| offered/s | achieved offered/s | achieved scored/s | p50 ms | p99 ms | max ms | scored | steady p50 / p99 / max ms |",

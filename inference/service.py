@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from inference import checkpoint as checkpoints
 from inference.news2 import NEWS2_MAX_AGE_MS
-from inference.scorer import ScorerProcessor, ScorerSettings
+from inference.scorer import EXPLAIN_POLICIES, ScorerProcessor, ScorerSettings
 from inference.step import OnnxStep, StepRuntime
 from runtime.config import ConfigError, StreamConfig, require, setting
 from runtime.metrics import StreamMetrics
@@ -29,12 +29,20 @@ class ScoreConfig(StreamConfig):
     idle_timeout_ms: int = setting(24 * 3_600_000, "evict a patient's state after this much event time without readings, ms")
     news2_max_age_ms: int = setting(NEWS2_MAX_AGE_MS, "NEWS2 uses carried-forward values up to this old, ms")
     model_threads: int = setting(1, "ONNX Runtime intra-op threads for the model step")
+    explain: str = setting("selected", "which risk records carry an explanation (docs/model.md): selected, all or off",
+                           choices=EXPLAIN_POLICIES)
+    explain_risk_at: float = setting(0.4, "with --explain selected: explain readings with model risk at or above this")
+    explain_news2_at: int = setting(4, "with --explain selected: explain readings with NEWS2 at or above this (and any single 3)")
+    explain_every_ms: int = setting(900_000, "with --explain selected: explain each patient's first reading in each this much event time, ms")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.idle_timeout_ms >= 60_000, f"--idle-timeout-ms={self.idle_timeout_ms}: expected at least 60000")
         require(self.news2_max_age_ms > 0, f"--news2-max-age-ms={self.news2_max_age_ms}: expected more than 0")
         require(1 <= self.model_threads <= 64, f"--model-threads={self.model_threads}: expected 1-64")
+        require(0.0 <= self.explain_risk_at <= 1.0, f"--explain-risk-at={self.explain_risk_at}: expected 0-1")
+        require(0 <= self.explain_news2_at <= 21, f"--explain-news2-at={self.explain_news2_at}: expected 0-21 (21 = never)")
+        require(self.explain_every_ms >= 60_000, f"--explain-every-ms={self.explain_every_ms}: expected at least 60000")
 
 
 def untrained_step(threads: int = 1) -> OnnxStep:
@@ -65,5 +73,8 @@ def load_model(checkpoint: str, threads: int = 1) -> tuple[OnnxStep, str]:
 
 
 def build_scorer(config: ScoreConfig, metrics: StreamMetrics, model: StepRuntime, version: str) -> ScorerProcessor:
-    settings = ScorerSettings(idle_timeout_ms=config.idle_timeout_ms, news2_max_age_ms=config.news2_max_age_ms)
+    settings = ScorerSettings(
+        idle_timeout_ms=config.idle_timeout_ms, news2_max_age_ms=config.news2_max_age_ms, explain=config.explain,
+        explain_risk_at=config.explain_risk_at, explain_news2_at=config.explain_news2_at, explain_every_ms=config.explain_every_ms,
+    )
     return ScorerProcessor(model, version, metrics, settings)

@@ -9,7 +9,7 @@ import pytest
 from alerts.messages import MessageError, RiskReading, parse_risk
 from inference.model import TorchStep, untrained
 from inference.news2 import PARAMETERS
-from inference.records import Risk, RiskDecodeError, decode_risk, encode_risk, format_risk
+from inference.records import Risk, RiskDecodeError, decode_risk, encode_risk, explanation_from_object, format_risk
 from inference.scorer import ScorerProcessor
 from ingest import Reading, encode_reading
 from runtime.metrics import StreamMetrics, new_registry
@@ -39,14 +39,18 @@ def scored_records() -> list[bytes]:
 
 
 def test_what_the_scorer_writes_decodes_and_reencodes_to_the_same_bytes() -> None:
+    explained = 0
     for value in scored_records():
         record = decode_risk(value)
         assert encode_risk(record) == value
         obj = json.loads(value)
         assert record == Risk(obj["patient_id"], obj["ts_ms"], obj["risk"], obj["news2"], obj["news2_single3"],
-                              obj["model"], obj["seq"], obj["news2_scores"])
-        assert list(obj) == ["patient_id", "ts_ms", "seq", "risk", "news2", "news2_single3", "news2_scores", "model"]
+                              obj["model"], obj["seq"], obj["news2_scores"], explanation_from_object(obj.get("explain")))
+        fields = ["patient_id", "ts_ms", "seq", "risk", "news2", "news2_single3", "news2_scores", "model"]
+        assert list(obj) == fields + (["explain"] if "explain" in obj else [])
         assert list(obj["news2_scores"]) == list(PARAMETERS)
+        explained += record.explain is not None
+    assert explained > 0
 
 
 def test_format_round_trips_through_decode_rounding_risk_to_six_places() -> None:
@@ -63,7 +67,7 @@ def test_every_reader_sees_the_same_record() -> None:
     for value in scored_records():
         record = decode_risk(value)
         assert parse_risk(value) == RiskReading(record.patient_id, record.ts_ms, record.risk, record.news2,
-                                                record.news2_single3, record.model)
+                                                record.news2_single3, record.model, None, record.news2_scores, record.explain)
         assert hash(parse_risk(value)) == hash(parse_risk(value))  # usable as a key, as before
         assert ward.apply(RISK, value) is None
         patient = ward.patients[record.patient_id].to_json()

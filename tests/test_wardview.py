@@ -2,7 +2,10 @@
 Chromium against a real broker and running ingest, score and alerts — no session means the
 login form; a viewer cannot acknowledge (403); a cross-site form post and a post without the
 CSRF token are refused; a clinician acknowledges and the `acknowledged` event names them; a
-screenshot is taken (copied to docs/wardview.png when WARDWATCH_UPDATE_DOCS=1)."""
+screenshot is taken. And, with no broker, a ward filled with the shipped model's explained risk
+records and the alert engine's events: cards and alerts explain themselves, the alert header
+fits on one line at 1400 px (that screenshot is copied to docs/wardview.png when
+WARDWATCH_UPDATE_DOCS=1)."""
 
 from __future__ import annotations
 
@@ -275,9 +278,6 @@ def test_the_page_needs_a_login_and_only_a_clinician_acknowledges_as_themselves(
         for service in services:
             service.stop()
     assert shot.stat().st_size > 10_000
-    # A test run must not change the working tree: refresh the README's picture only on request.
-    if os.environ.get("WARDWATCH_UPDATE_DOCS") == "1":
-        shutil.copyfile(shot, REPO / "docs" / "wardview.png")
 
 
 def http_get(url: str) -> str:
@@ -354,6 +354,106 @@ def test_over_https_the_session_cookie_is_secure_and_http_only(tmp_path: Path) -
 def _answers(client) -> bool:  # noqa: ANN001
     try:
         client.get("/healthz")
+        return True
+    except Exception:
+        return False
+
+
+# -- explanations on the page (real scorer output, real alert engine, real browser; no broker) ----
+def explained_ward(ward: Ward) -> None:
+    """Fill `ward` as the pipeline would: a small simulated ward plus three scripted patients, scored
+    by the shipped model with explanations, their alerts from the alert engine with the default rules."""
+    from alerts.engine import on_reading
+    from alerts.messages import parse_risk
+    from alerts.rules import load_rules
+    from ingest import encode_reading
+    from runtime.records import InRecord
+    from sim.cohort import CohortConfig, generate
+    from tests.test_explain import scorer, scripted, shipped
+
+    cohort = generate(CohortConfig(patients=6, hours=6, seed=1001))
+    values = [json.dumps(r).encode() for r in cohort.readings]
+    named = {"WARD-RR": scripted(6 * 60, rr=lambda h: 14.0 if h < 2 else 28.0),
+             "WARD-BP": scripted(4 * 60 + 1, sbp=lambda h: 125.0 if h < 2 else 125.0 - (h - 2) * 20),
+             "WARD-OK": scripted(6 * 60)}
+    for name, readings in named.items():
+        values += [encode_reading(_renamed(r, name)) for r in readings]
+    step, version = shipped()
+    out = scorer(step, version).process([InRecord(VITALS, 0, i, None, v, 0) for i, v in enumerate(values)])
+    rules, states = load_rules(), {}
+    for value in values:
+        ward.apply(VITALS, value)
+    for r in out:
+        if r.topic != RISK:
+            continue
+        assert ward.apply(RISK, r.value) is None
+        reading = parse_risk(r.value)
+        transition = on_reading(states.get(reading.patient_id), reading, rules)
+        states[reading.patient_id] = transition.state
+        for event in transition.events:
+            assert ward.apply(ALERTS, json.dumps(event.to_dict()).encode()) is None
+
+
+def _renamed(reading, name: str):  # noqa: ANN001, ANN202
+    from dataclasses import replace
+
+    return replace(reading, patient_id=name, device_id=name)
+
+
+def test_cards_and_alerts_explain_themselves_and_the_alert_header_fits_at_1400px(tmp_path: Path) -> None:
+    executable = chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    from wardwatch.users import new_user
+    from wardwatch.wardview import WardView, WardViewConfig
+
+    config = WardViewConfig(port=0, users=new_user(*CLINICIAN[:1], "clinician", CLINICIAN[1]).line(), bootstrap_servers="127.0.0.1:1")
+    view = WardView(config)
+    explained_ward(view.ward)
+    view.ward.set_connected(True)
+    view.server.start()  # the HTTP side only: the ward is already filled
+    url = f"http://127.0.0.1:{view.port}/"
+    shot = tmp_path / "wardview.png"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            wait_until(lambda: _page_answers(page, url), 30, message="the ward view to answer")
+            sign_in(page, url, CLINICIAN)
+
+            rr = page.locator('article.card[data-patient-id="WARD-RR"]')
+            expect(rr.locator(".explain .chip").first).to_have_attribute("data-input", "rr", timeout=20_000)
+            assert "dom" in rr.locator(".explain .chip").first.get_attribute("class")
+            expect(rr.locator('.v[data-vital="rr"] .tr')).to_contain_text("+14")  # 14 -> 28 over 4 h
+            expect(rr.locator(".risk .thr")).to_have_text("alert ≥ 60%")
+            expect(rr.locator(".risk .base")).to_contain_text("4 h ago")
+            why = rr.locator("li.alert .why-words").first
+            expect(why).to_contain_text("RR 28/min raises risk")
+            expect(why).to_contain_text("NEWS2")
+            expect(page.locator('article.card[data-patient-id="WARD-BP"] .explain .chip').first).to_have_attribute("data-input", "bp")
+            expect(page.locator('article.card[data-patient-id="WARD-OK"] .explain')).to_contain_text("no single input stands out")
+
+            # The header is one line beside nothing: pill, rule and time on a single row, never wrapping.
+            for header in page.locator("li.alert .alert-top").all():
+                box, rule = header.bounding_box(), header.locator(".rule").bounding_box()
+                assert box is not None and rule is not None and rule["height"] < 20 and box["height"] < 32, (box, rule)  # one line, not four
+            assert page.locator("li.alert").count() >= 2
+            page.screenshot(path=str(shot), full_page=False)
+            assert not errors, errors
+            browser.close()
+    finally:
+        view.shutdown()
+    assert shot.stat().st_size > 10_000
+    # A test run must not change the working tree: refresh the README's picture only on request.
+    if os.environ.get("WARDWATCH_UPDATE_DOCS") == "1":
+        shutil.copyfile(shot, REPO / "docs" / "wardview.png")
+
+
+def _page_answers(page, url: str) -> bool:  # noqa: ANN001
+    try:
+        page.goto(url + "login", timeout=5000)
         return True
     except Exception:
         return False

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from alerts.messages import explanation_line
 from runtime.config import ConfigError
 from runtime.topics import ALERTS
 from wardwatch.broker import LocalBroker, cache_dir
@@ -107,10 +108,17 @@ def _tail_alerts(bootstrap: str, stop: threading.Event, printer: Callable[[str],
                     a = json.loads(r.value)  # type: ignore[arg-type]
                 except (TypeError, ValueError):
                     continue
-                printer(f"  alert {a.get('status', '?'):<12} {a.get('severity', '?'):<10} {a.get('patient_id', '?'):<8} "
-                        f"{a.get('rule', '?')}: {a.get('reason', '')}")
+                printer(alert_summary(a))
     finally:
         c.close()
+
+
+def alert_summary(event: dict[str, object]) -> str:
+    """One terminal line per alert event: what happened and, for a raise or escalation, why."""
+    line = (f"  alert {event.get('status', '?'):<12} {event.get('severity', '?'):<10} {event.get('patient_id', '?'):<8} "
+            f"{event.get('rule', '?')}: {event.get('reason', '')}")
+    why = explanation_line(event.get("explain") if isinstance(event.get("explain"), dict) else None)  # type: ignore[arg-type]
+    return f"{line} | why: {why}" if why else line
 
 
 def _ports_in_use(ports: list[int]) -> list[int]:

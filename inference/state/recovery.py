@@ -12,6 +12,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 from inference.state.changelog import CorruptState, decode_row, peek_model_version
 from inference.state.table import StateTable
 
@@ -56,6 +58,11 @@ def restore_partition(
         table.last_ts[row] = row_state.last_ts
         table.last_offset[row] = row_state.input_offset
         table.spo2_scale[row] = row_state.spo2_scale
+        table.last_risk[row] = row_state.last_risk
+        if row_state.trend_refs is not None:
+            table.trend_refs[row] = row_state.trend_refs.reshape(table.trend_refs.shape[1:])
+        else:
+            table.trend_refs[row] = np.nan
         table.partition[row] = partition
         restored += 1
     if other:

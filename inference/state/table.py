@@ -11,13 +11,18 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from inference.explain import empty_refs
 from inference.features import N_FEATURES
 
 NEVER = -1  # seen_ts value of an input never observed
 
 
 class StateTable:
-    """Hidden state, last event time and last observed inputs per patient."""
+    """Hidden state, last event time and last observed inputs per patient.
+
+    For explanations (inference/explain.py) also the last risk and the trend grid's reference
+    values (`trend_refs`, [rows, horizons, slots, trended], NaN where none): 172 bytes a patient.
+    """
 
     def __init__(self, state_size: int, capacity: int = 1024) -> None:
         self.state_size = state_size
@@ -31,6 +36,8 @@ class StateTable:
         self.last_offset = np.zeros(0, dtype=np.int64)
         self.partition = np.zeros(0, dtype=np.int32)
         self.spo2_scale = np.zeros(0, dtype=np.int8)
+        self.last_risk = np.zeros(0, dtype=np.float32)
+        self.trend_refs = empty_refs(0)
         self._grow(capacity)
 
     def __len__(self) -> int:
@@ -42,7 +49,8 @@ class StateTable:
 
     def nbytes(self) -> int:
         """Bytes held by the arrays (the per-patient cost, without the id map)."""
-        arrays = (self.hidden, self.last_values, self.seen_ts, self.last_ts, self.last_offset, self.partition, self.spo2_scale)
+        arrays = (self.hidden, self.last_values, self.seen_ts, self.last_ts, self.last_offset, self.partition, self.spo2_scale,
+                  self.last_risk, self.trend_refs)
         return int(sum(a.nbytes for a in arrays))
 
     def row_of(self, patient_id: str, partition: int) -> int:
@@ -97,6 +105,8 @@ class StateTable:
         self.last_offset[row] = NEVER
         self.partition[row] = NEVER
         self.spo2_scale[row] = 1
+        self.last_risk[row] = 0.0
+        self.trend_refs[row] = np.nan
 
     def _grow(self, extra: int) -> None:
         old = self.capacity
@@ -108,6 +118,8 @@ class StateTable:
         self.last_offset = np.concatenate([self.last_offset, np.full(extra, NEVER, dtype=np.int64)])
         self.partition = np.concatenate([self.partition, np.full(extra, NEVER, dtype=np.int32)])
         self.spo2_scale = np.concatenate([self.spo2_scale, np.ones(extra, dtype=np.int8)])
+        self.last_risk = np.concatenate([self.last_risk, np.zeros(extra, dtype=np.float32)])
+        self.trend_refs = np.concatenate([self.trend_refs, empty_refs(extra)])
         self.ids.extend([None] * extra)
         # Pop from the end gives the lowest free row first: rows stay dense at the front.
         self._free.extend(range(new - 1, old - 1, -1))
