@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     result: dict = {
         "command": "python -m bench.explain" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
-        "started_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "started_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "machine": machine(), "model": load_model(args.checkpoint)[1],
     }
     data = cohort_input(args.readings, args.patients)

@@ -84,7 +84,7 @@ def masked_window(step, readings: list, states: np.ndarray, t: int, how: str) ->
     start = next(i for i in range(t + 1) if readings[i].ts_ms >= readings[t].ts_ms - WINDOW_MS)
     variants = []
     for names in FIELDS.values():
-        def masked(r):  # noqa: ANN001, ANN202
+        def masked(r, names=names):  # noqa: ANN001, ANN202
             return replace(r, **{n: (None if how == "missing" or getattr(r, n) is None else NORMAL[n]) for n in names})
         changed = [masked(r) if i >= start else r for i, r in enumerate(readings[: t + 1])]
         variants.append(sequence_inputs(changed))
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {f"masked_{how}": summarise([{**s, "window": s["windows"][how]} for s in samples]) for how in MASKINGS}
     result.update({
         "command": "python -m bench.faithfulness" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
-        "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), "model": version,
+        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"), "model": version,
         "cohort": {"patients": args.patients, "hours": args.hours, "seed": args.seed}, "window_h": WINDOW_MS / 3_600_000,
         "wall_s": round(time.monotonic() - started, 1),
     })

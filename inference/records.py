@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -74,9 +74,9 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 def explanation_json(
     top: Sequence[tuple[str, float]] | Sequence[list[Any]],
-    values: dict[str, float | None],
+    values: Mapping[str, float | None],
     since_ms: Sequence[int],
-    trend: dict[str, Sequence[float | None]],
+    trend: Mapping[str, Sequence[float | None]],
 ) -> str:
     """The `explain` object's JSON text from its parts (the scorer's path; no dataclass per reading).
 
@@ -90,8 +90,8 @@ def explanation_json(
 
 def format_explanation(explanation: Explanation) -> str:
     """The `explain` object's JSON text, compact and in a fixed order (round-trips exactly)."""
-    values = {name: explanation.values[name] for name in VALUED if name in explanation.values}
-    trend = {name: explanation.trend[name] for name in TRENDED if name in explanation.trend}
+    values: dict[str, float | None] = {name: explanation.values[name] for name in VALUED if name in explanation.values}
+    trend: dict[str, Sequence[float | None]] = {name: explanation.trend[name] for name in TRENDED if name in explanation.trend}
     return explanation_json(explanation.top, values, explanation.since_ms, trend)
 
 

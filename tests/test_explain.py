@@ -16,10 +16,10 @@ from inference.records import Explanation, Risk, decode_risk, encode_risk, forma
 from inference.scorer import ScorerProcessor, ScorerSettings
 from inference.state.changelog import MAGIC_V1, decode_row
 from inference.step import OnnxStep
-from ingest import Reading, encode_reading
+from ingest import Reading
 from runtime.metrics import StreamMetrics, new_registry
-from runtime.records import InRecord, OutRecord
-from runtime.topics import RISK, SCORER_STATE, VITALS
+from runtime.records import OutRecord
+from runtime.topics import RISK, SCORER_STATE
 from tests.support.equivalence import RISK_ABS_TOLERANCE
 from tests.test_scorer import exported, make_readings, records, run_in_batches, torch_model
 

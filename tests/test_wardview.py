@@ -376,8 +376,8 @@ def explained_ward(ward: Ward) -> None:
     named = {"WARD-RR": scripted(6 * 60, rr=lambda h: 14.0 if h < 2 else 28.0),
              "WARD-BP": scripted(4 * 60 + 1, sbp=lambda h: 125.0 if h < 2 else 125.0 - (h - 2) * 20),
              "WARD-OK": scripted(6 * 60)}
-    for name, readings in named.items():
-        values += [encode_reading(_renamed(r, name)) for r in readings]
+    for name, scripted_readings in named.items():
+        values += [encode_reading(_renamed(r, name)) for r in scripted_readings]
     step, version = shipped()
     out = scorer(step, version).process([InRecord(VITALS, 0, i, None, v, 0) for i, v in enumerate(values)])
     rules, states = load_rules(), {}

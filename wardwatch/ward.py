@@ -29,7 +29,7 @@ def model_risk_levels(rules_path: str | None = None) -> list[dict[str, Any]]:
     """The risk thresholds of the alert rules (the shipped ones by default), lowest first."""
     rules = load_rules(rules_path)
     return sorted(({"severity": level.severity, "raise_at": level.raise_at, "rule": rule.name}
-                   for rule in rules.rules if rule.signal == "risk" for level in rule.levels), key=lambda l: l["raise_at"])
+                   for rule in rules.rules if rule.signal == "risk" for level in rule.levels), key=lambda level: level["raise_at"])
 
 
 def text_or_none(value: Any) -> str | None:
