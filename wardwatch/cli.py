@@ -19,6 +19,7 @@ COMMANDS = (
     "sim",
     "ingest",
     "gateway",
+    "import_",
     "score",
     "alerts",
     "train",
