@@ -133,3 +133,8 @@ def load(path: str | Path) -> tuple[RiskModel, str]:
 def load_default() -> tuple[RiskModel, str]:
     """The shipped checkpoint; FileNotFoundError (callers fall back to `untrained()`) if absent."""
     return load(default_checkpoint_path())
+
+
+def load_metrics(path: str | Path) -> dict[str, Any]:
+    """metrics.json of a checkpoint directory (training record: sources, split rule, calibration)."""
+    return json.loads((Path(path) / "metrics.json").read_text())
