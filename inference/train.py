@@ -9,9 +9,11 @@ held-out test split that training never reads.
 Each mini-batch of patients is run through its whole stay in chunks of `chunk` readings; the
 recurrent state is carried from chunk to chunk and detached, so gradients flow at most one
 chunk back (truncated BPTT) while the model still sees the whole stay, exactly as it will
-when streaming. Positives are rare, so the loss weighs them by negatives/positives; the
-head's bias is shifted back by log(pos_weight) afterwards so that the risk is calibrated
-again (weighting moves every logit by that constant; ranking is unchanged). The best epoch by
+when streaming. Positives are rare, so the loss weighs them by negatives/positives of their
+own source; the head's bias is shifted back by the calibration source's log(pos_weight)
+afterwards (weighting moves every logit by that constant; ranking is unchanged). A cohort
+with outcomes but no timed events (PhysioNet 2012) labels every reading of a stay with the
+stay's outcome (in-hospital death) and is validated on the last risk of each stay. The best epoch by
 the mean validation AUROC over sources is kept (early stopping). Finally the logit is
 Platt-scaled (a * logit + b, fitted on the validation readings of the real cohorts when there
 are any, else all) and folded into the head, so the streaming `step` is unchanged.
@@ -20,6 +22,7 @@ are any, else all) and folded into the head, so the streaming `step` is unchange
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -69,6 +72,7 @@ class TrainConfig:
     test_fraction: float = 0.15
     elapsed: bool = True
     real_batch: int = 128
+    init_from: str = ""  # a checkpoint directory to start from ('default': the shipped one); its normalisation is kept
 
     def __post_init__(self) -> None:
         if self.seed == self.val_seed:
@@ -102,9 +106,14 @@ def _cohort(patients: int, hours: float, seed: int, horizon: float) -> tuple[dic
     return description, series
 
 
-def validation_metrics(model: RiskModel, series: list[PatientSeries]) -> dict[str, float]:
-    labels = np.concatenate([s.labels for s in series])
-    risk = np.concatenate(score(model, series))
+def validation_metrics(model: RiskModel, series: list[PatientSeries], label: str = "events") -> dict[str, float]:
+    """Per-reading metrics; for a stay outcome (`in_hospital_death`) the last risk of each stay against it."""
+    if label == "events":
+        labels = np.concatenate([s.labels for s in series])
+        risk = np.concatenate(score(model, series))
+    else:
+        labels = np.array([s.labels[-1] for s in series])
+        risk = np.array([r[-1] for r in score(model, series)])
     eps = 1e-7
     loss = -np.mean(labels * np.log(risk + eps) + (1 - labels) * np.log(1 - risk + eps))
     return {"auroc": auroc(labels, risk), "auprc": auprc(labels, risk), "log_loss": float(loss)}
@@ -127,12 +136,20 @@ def split_cohort_dir(path: str, horizon: float, config: TrainConfig) -> tuple[st
     started = time.perf_counter()
     loaded = load_cohort_dir(path, horizon)
     source = source_name(path)
+    label = "events"
+    series = loaded.series
+    if loaded.outcomes and not any(s.event_ts_ms is not None for s in series):
+        # No timed events, only outcomes: every reading of a stay carries the stay's outcome.
+        label = "in_hospital_death"
+        series = [dataclasses.replace(s, labels=np.full(len(s), float(loaded.outcomes.get(s.patient_id, {}).get("in_hospital_death") or 0),
+                                                         dtype=np.float32)) for s in series]
     parts: dict[str, list[PatientSeries]] = {"train": [], "val": [], "test": []}
-    for s in loaded.series:
+    for s in series:
         parts[split_of(source, s.patient_id, config.split_salt, config.val_fraction, config.test_fraction)].append(s)
     description = {
         "path_name": Path(path).name,
         "source": source,
+        "label": label,
         **{f"{k}_patients": len(v) for k, v in parts.items()},
         **{f"{k}_events": sum(s.event_ts_ms is not None for s in v) for k, v in parts.items()},
         "train_readings": sum(map(len, parts["train"])),
@@ -184,6 +201,7 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
     val_sets: dict[str, list[PatientSeries]] = {}
     described: dict[str, Any] = {}
     real_sources: list[str] = []
+    labels: dict[str, str] = {"sim": "events"}
     if config.patients > 0:
         described["sim_train"], train_sets["sim"] = _cohort(config.patients, config.hours, config.seed, horizon)
         described["sim_val"], val_sets["sim"] = _cohort(config.val_patients, config.hours, config.val_seed, horizon)
@@ -193,23 +211,32 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
             raise ValueError(f"cohort {path}: source {source!r} given twice")
         train_sets[source], val_sets[source] = parts["train"], parts["val"]
         described[source] = description
+        labels[source] = description["label"]
         if json_summary(path).get("imported"):
             real_sources.append(source)
 
     all_train = [s for v in train_sets.values() for s in v]
     mean, std = normalisation(all_train)
     trends = tuple(float(t) for t in config.trend_hours.split(",") if t.strip())
-    model = RiskModel(ModelConfig(config.cell, config.hidden, horizon, trends, config.elapsed), mean, std).to(device)
+    model_config = ModelConfig(config.cell, config.hidden, horizon, trends, config.elapsed)
+    if config.init_from:
+        model = warm_start(config.init_from, model_config).to(device)
+    else:
+        model = RiskModel(model_config, mean, std).to(device)
     batches: list[tuple[str, Padded]] = []
     for source, series in train_sets.items():
         size = config.batch if source == "sim" else config.real_batch
         batches += [(source, b.to(device)) for b in batches_of(series, size)]
-    positives = sum(float(b.labels[b.valid].sum()) for _, b in batches)
-    readings = sum(float(b.valid.sum()) for _, b in batches)
-    if positives == 0:
-        raise ValueError("the training data has no positive readings: add patients, hours or cohorts with events")
-    pos_weight = torch.tensor((readings - positives) / positives, device=device)
-    log.info("training device=%s sources=%s readings=%d positives=%d pos_weight=%.2f", device, list(train_sets), int(readings), int(positives), float(pos_weight))
+    # Positives are rare and their rate differs by source (sepsis hours, deteriorations, deaths):
+    # each source's positives are weighed by its own negatives/positives.
+    pos_weights: dict[str, torch.Tensor] = {}
+    for source in train_sets:
+        positives = sum(float(b.labels[b.valid].sum()) for src, b in batches if src == source)
+        readings = sum(float(b.valid.sum()) for src, b in batches if src == source)
+        if positives == 0:
+            raise ValueError(f"training source {source!r} has no positive readings: add patients, hours or cohorts with events")
+        pos_weights[source] = torch.tensor((readings - positives) / positives, device=device)
+    log.info("training device=%s sources=%s pos_weights=%s", device, list(train_sets), {k: round(float(v), 2) for k, v in pos_weights.items()})
 
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=0.5, patience=1)
@@ -222,14 +249,14 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
         model.train()
         losses = []
         for b in torch.randperm(len(batches), generator=generator).tolist():
-            _, part = batches[b]
+            source, part = batches[b]
             state = None
             for chunk in part.chunks(config.chunk):
                 logits, state = model.forward_sequence(chunk.values, chunk.mask, chunk.delta, chunk.last_values, chunk.last_mask, state)
                 state = state.detach()  # truncate: the next chunk starts from here without a gradient path back
                 if not bool(chunk.valid.any()):
                     continue
-                loss = F.binary_cross_entropy_with_logits(logits[chunk.valid], chunk.labels[chunk.valid], pos_weight=pos_weight)
+                loss = F.binary_cross_entropy_with_logits(logits[chunk.valid], chunk.labels[chunk.valid], pos_weight=pos_weights[source])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -238,7 +265,7 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.3f}")
         model.cpu()
-        val = {source: validation_metrics(model, series) for source, series in val_sets.items() if _scorable(series)}
+        val = {source: validation_metrics(model, series, labels[source]) for source, series in val_sets.items() if _scorable(series)}
         model.to(device)
         if not val:
             raise ValueError("no validation split has both positive and negative readings: add patients or cohorts")
@@ -261,27 +288,34 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
 
     model.load_state_dict(best["state"])
     model = model.cpu().eval()
-    with torch.no_grad():
-        model.head.bias -= torch.log(pos_weight.cpu())  # undo the weighting's shift
-    calibration_sources = [s for s in real_sources if _scorable(val_sets.get(s, []))] or [s for s in val_sets if _scorable(val_sets[s])]
+    calibration_sources = ([s for s in real_sources if labels[s] == "events" and _scorable(val_sets.get(s, []))]
+                           or [s for s in val_sets if labels[s] == "events" and _scorable(val_sets[s])] or list(val_sets)[:1])
+    with torch.no_grad():  # undo the weighting's constant shift (of the calibration source); Platt does the rest
+        model.head.bias -= torch.log(pos_weights[calibration_sources[0]].cpu())
     cal_series = [s for source in calibration_sources for s in val_sets[source]]
     a, b = platt(logits_of(model, cal_series), np.concatenate([s.labels for s in cal_series]))
     with torch.no_grad():  # sigmoid(a * (w h + c) + b): fold into the head
         model.head.weight *= a
         model.head.bias.copy_(model.head.bias * a + b)
-    val = {source: validation_metrics(model, series) for source, series in val_sets.items() if _scorable(series)}
+    val = {source: validation_metrics(model, series, labels[source]) for source, series in val_sets.items() if _scorable(series)}
     val_news2 = {}
     for source, series in val_sets.items():
         if _scorable(series):
-            labels = np.concatenate([s.labels for s in series])
-            news2 = np.concatenate([s.news2 for s in series]).astype(float)
-            val_news2[source] = {"auroc": auroc(labels, news2), "auprc": auprc(labels, news2)}
+            if labels[source] == "events":
+                y = np.concatenate([s.labels for s in series])
+                news2 = np.concatenate([s.news2 for s in series]).astype(float)
+            else:  # the stay's maximum NEWS2 against its outcome
+                y = np.array([s.labels[-1] for s in series])
+                news2 = np.array([s.news2.max() for s in series], dtype=float)
+            val_news2[source] = {"auroc": auroc(y, news2), "auprc": auprc(y, news2)}
     metrics = {
         "train_config": asdict(config) | {"out": None, "cohorts": [Path(c).name for c in config.cohort_list]},
+        "init_from_version": checkpoint.load(checkpoint.default_checkpoint_path() if config.init_from == "default" else Path(config.init_from))[1]
+        if config.init_from else None,
         "sources": described,
         "split": {"rule": "sha256(salt NUL source NUL patient_id)[:8] / 2**64: < test_fraction test, < test+val val, else train",
                   "salt": config.split_salt, "val_fraction": config.val_fraction, "test_fraction": config.test_fraction},
-        "pos_weight": float(pos_weight),
+        "pos_weights": {k: float(v) for k, v in pos_weights.items()},
         "calibration": {"method": "platt", "a": a, "b": b, "fitted_on": [f"{s} validation" for s in calibration_sources]},
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
@@ -295,6 +329,28 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
     version = checkpoint.save(Path(config.out), model, metrics)
     log.info("checkpoint written dir=%s model=%s seconds=%.0f", config.out, version, metrics["training_seconds"])
     return version, metrics
+
+
+def warm_start(path: str, config: ModelConfig) -> RiskModel:
+    """A model with `config` initialised from a checkpoint: weights copied where shapes match;
+    input columns the checkpoint lacks (e.g. the elapsed-time input) start at zero, so the
+    warm-started model first computes exactly what the checkpoint did."""
+    source, _ = checkpoint.load(checkpoint.default_checkpoint_path() if path == "default" else Path(path))
+    if (source.config.cell, source.config.hidden, source.config.trend_hours) != (config.cell, config.hidden, config.trend_hours):
+        raise ValueError(f"init_from={path}: config {source.config.to_dict()} does not fit {config.to_dict()}")
+    model = RiskModel(config, source.mean, source.std)
+    state = model.state_dict()
+    for name, tensor in source.state_dict().items():
+        target = state[name]
+        if target.shape == tensor.shape:
+            target.copy_(tensor)
+        elif name.startswith("cell.weight_ih") and target.shape[0] == tensor.shape[0]:
+            target.zero_()
+            target[:, : tensor.shape[1]] = tensor
+        else:
+            raise ValueError(f"init_from={path}: {name} has shape {tuple(tensor.shape)}, expected {tuple(target.shape)}")
+    model.load_state_dict(state)
+    return model
 
 
 def _scorable(series: list[PatientSeries]) -> bool:

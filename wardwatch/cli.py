@@ -20,6 +20,7 @@ COMMANDS = (
     "ingest",
     "gateway",
     "import_",
+    "replay",
     "score",
     "alerts",
     "train",

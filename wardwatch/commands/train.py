@@ -38,6 +38,7 @@ HELP = {
     "test_fraction": "fraction of each cohort directory's patients held out for testing (never read by training)",
     "elapsed": "give the model hours since the stay's first reading (kept in the state)",
     "real_batch": "patients per mini-batch from cohort directories (hourly stays are short)",
+    "init_from": "start from this checkpoint directory ('default': the shipped one) instead of random weights; keeps its normalisation",
 }
 
 
