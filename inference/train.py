@@ -164,19 +164,36 @@ def batches_of(series: list[PatientSeries], size: int) -> list[Padded]:
     return [pad(ordered[i : i + size]) for i in range(0, len(ordered), size)]
 
 
-def platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 200) -> tuple[float, float]:
-    """(a, b) minimising the log loss of sigmoid(a * logit + b) (Newton steps on two parameters)."""
+def platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 100) -> tuple[float, float]:
+    """(a, b) minimising the log loss of sigmoid(a * logit + b): damped Newton steps on two parameters."""
     x, y = logits.astype(np.float64), labels.astype(np.float64)
+
+    def loss(a: float, b: float) -> float:
+        z = a * x + b
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))  # stable log loss
+
     a, b = 1.0, 0.0
+    current = loss(a, b)
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
-        g = np.array([np.sum((p - y) * x), np.sum(p - y)])
+        p = 0.5 * (1.0 + np.tanh(0.5 * (a * x + b)))  # sigmoid without overflow
+        g = np.array([np.mean((p - y) * x), np.mean(p - y)])
         w = p * (1 - p) + 1e-12
-        h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-9 * np.eye(2)
+        h = np.array([[np.mean(w * x * x), np.mean(w * x)], [np.mean(w * x), np.mean(w)]]) + 1e-9 * np.eye(2)
         step = np.linalg.solve(h, g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-10:
+        scale = 1.0
+        while scale > 1e-6:  # backtrack until the loss goes down
+            candidate = (a - scale * step[0], b - scale * step[1])
+            value = loss(*candidate)
+            if value <= current:
+                break
+            scale /= 2
+        else:
             break
+        a, b = candidate
+        if abs(current - value) < 1e-12:
+            current = value
+            break
+        current = value
     return float(a), float(b)
 
 

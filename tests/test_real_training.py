@@ -118,6 +118,11 @@ def test_platt_and_calibration() -> None:
     cal = calibration(y, 1 / (1 + np.exp(-(a * x + b))))
     assert cal["brier"] < cal["brier_reference"]
     assert all(abs(row["predicted"] - row["observed"]) < 0.05 for row in cal["reliability"])
+    # Wide, rare-positive logits (an undamped Newton step once diverged here): still a fit that keeps the ranking.
+    x = rng.normal(size=50000) * 8
+    y = (rng.random(50000) < 1 / (1 + np.exp(-(0.3 * x - 4)))).astype(float)
+    a, b = platt(np.r_[x, np.full(10, 60.0)], np.r_[y, np.ones(10)])
+    assert a == pytest.approx(0.3, abs=0.03) and b == pytest.approx(-4.0, abs=0.2)
 
 
 def test_train_and_evaluate_on_samples(cohorts: dict[str, Path], tmp_path: Path) -> None:
