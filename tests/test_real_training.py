@@ -147,3 +147,36 @@ def test_train_and_evaluate_on_samples(cohorts: dict[str, Path], tmp_path: Path)
     assert p12["outcomes"]["deaths"] == 4 and {"model_last_risk", "news2_max", "saps_i", "sofa"} <= set(p12["outcomes"]["scores"])
     assert (report_dir / "report.md").read_text().startswith("# Model vs NEWS2 on cohort directories")
     assert (report_dir / "roc.png").stat().st_size > 0
+
+
+def test_scorer_streams_an_elapsed_model_on_hourly_real_stays_as_training_scores_them(cohorts: dict[str, Path]) -> None:
+    """The scorer (one reading at a time, in batches) gives the risk `evaluate` computes from the columnar path."""
+    from inference.evaluate import score
+    from inference.scorer import ScorerProcessor, ScorerSettings
+    from ingest import encode_reading
+    from runtime.metrics import StreamMetrics, new_registry
+    from runtime.records import InRecord
+    from runtime.topics import RISK, VITALS
+
+    torch.manual_seed(5)
+    model = RiskModel(ModelConfig(hidden=16, trend_hours=(0.5, 2.0, 8.0), elapsed=True))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    model.eval()
+    loaded = load_cohort_dir(str(cohorts["p12"]), 6.0)
+    expected = {s.patient_id: r for s, r in zip(loaded.series, score(model, loaded.series))}
+    scorer = ScorerProcessor(model, "elapsed-test", StreamMetrics(new_registry(), "score"), ScorerSettings())
+    lines = [validate_object(json.loads(line), 0, NEVER) for line in (cohorts["p12"] / "readings.jsonl").read_text().splitlines()]
+    items = [InRecord(VITALS, 0, i, r.patient_id.encode(), encode_reading(r), 0) for i, r in enumerate(lines)]
+    out = []
+    for start in range(0, len(items), 97):
+        out.extend(scorer.process(items[start : start + 97]))
+    streamed: dict[str, list[float]] = {}
+    for record in out:
+        if record.topic == RISK:
+            body = json.loads(record.value)
+            streamed.setdefault(body["patient_id"], []).append(body["risk"])
+    assert set(streamed) == set(expected)
+    for patient, risk in expected.items():
+        np.testing.assert_allclose(streamed[patient], risk, rtol=0, atol=1e-5)
