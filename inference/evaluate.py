@@ -571,8 +571,9 @@ def cohort_markdown(report: dict[str, Any]) -> str:
             d = o["model_last_minus_news2_max"]
             lines.append(f"| {name} | | | model last risk − max NEWS2 | {d['auroc_difference']:+.3f} "
                          f"[{d['auroc_difference_ci'][0]:+.3f}, {d['auroc_difference_ci'][1]:+.3f}] | |")
-        lines += ["", "SAPS-I and SOFA are the outcomes file's scores (computed from the first 24 h, with labs); "
-                  "the model and NEWS2 see vital signs only.", ""]
+        lines += ["", "SAPS-I and SOFA are the severity scores of the outcomes file (they use laboratory values too; "
+                  "stays without one are left out of its row); the model and NEWS2 see vital signs only. The model's risk is "
+                  "calibrated for its own task, not for death.", ""]
     lines += ["Plots: " + ", ".join(f"[{p}]({p})" for p in report["plots"]), ""]
     return "\n".join(lines)
 

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "any --cohorts directories (split by patient into train/val/test; test is never read), trains the GRU-D-style "
         "risk model with truncated backpropagation through time, keeps the epoch with the best validation "
         "AUROC (mean over sources), Platt-calibrates on the real validation patients and writes weights, normalisation, config, metrics and a manifest to --out. "
-        "The defaults reproduce the shipped checkpoint.",
+        "The shipped checkpoint's exact command is in its MODEL_CARD.md.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for f in dataclasses.fields(TrainConfig):
