@@ -166,7 +166,12 @@ def test_scorer_streams_an_elapsed_model_on_hourly_real_stays_as_training_scores
     model.eval()
     loaded = load_cohort_dir(str(cohorts["p12"]), 6.0)
     expected = {s.patient_id: r for s, r in zip(loaded.series, score(model, loaded.series))}
-    scorer = ScorerProcessor(model, "elapsed-test", StreamMetrics(new_registry(), "score"), ScorerSettings())
+    from inference.export import export_step
+    from inference.step import OnnxStep
+
+    # The serving path: the elapsed-time model exported to ONNX, as the scorer runs it.
+    step = OnnxStep(export_step(model, "elapsed-test"), model.config)
+    scorer = ScorerProcessor(step, "elapsed-test", StreamMetrics(new_registry(), "score"), ScorerSettings())
     lines = [validate_object(json.loads(line), 0, NEVER) for line in (cohorts["p12"] / "readings.jsonl").read_text().splitlines()]
     items = [InRecord(VITALS, 0, i, r.patient_id.encode(), encode_reading(r), 0) for i, r in enumerate(lines)]
     out = []
