@@ -5,6 +5,17 @@ transaction (exactly-once, DESIGN.md §3). Partition assignment restores state f
 changelog before any record of that partition is processed; revocation drops it. An aborted
 transaction rewinds: state is rebuilt from the changelog and the consumer seeks back to the
 committed offsets, so the retry sees exactly what the failed attempt saw.
+
+Bad days (DESIGN.md §3): a transaction that fails is aborted and rewound. When the producer
+cannot even abort (the broker aborted our transaction while the process was paused past its
+transaction timeout, a network cut outlived it, the client is mid epoch-bump) the producer is
+replaced: a new one with the same transactional id runs `init_transactions`, which fences the
+old epoch and finishes whatever it left open, and the loop rewinds as for any abort. Who owns
+a partition is the consumer group's decision, not the producer's: the group instance id is the
+stage's instance id (static membership), so a second process started with the same id fences
+the first at the group coordinator (FENCED_INSTANCE_ID), and every transaction carries the
+group generation (KIP-447), so a zombie can never commit offsets. Only that group fencing, or
+a configuration error, makes the loop give up.
 """
 
 from __future__ import annotations
@@ -18,9 +29,8 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import (
     AuthorizationError,
-    InvalidProducerEpochError,
+    FencedInstanceIdError,
     KafkaError,
-    ProducerFencedError,
     UnsupportedVersionError,
 )
 from kafka.structs import OffsetAndMetadata
@@ -36,7 +46,27 @@ from runtime.topics import specs
 
 log = logging.getLogger(__name__)
 
-FATAL = (ProducerFencedError, InvalidProducerEpochError, AuthorizationError, UnsupportedVersionError)
+# Configuration problems: no retry or new producer can fix them.
+FATAL = (AuthorizationError, UnsupportedVersionError)
+# How long to wait between attempts to initialise a replacement producer (broker unreachable).
+REINIT_BACKOFF_S = 1.0
+# Static members are only replaced after the session timeout; Kafka's pre-3.0 default keeps
+# a crashed or paused instance's partitions idle for at most this long.
+SESSION_TIMEOUT_MS = 10_000
+
+
+def is_group_fenced(exc: BaseException) -> bool:
+    """True when another process registered this stage's group instance id: it owns our
+    partitions now. Clients report it as FencedInstanceIdError, or wrap it in the error that
+    poisons the transaction ("... error state: FencedInstanceIdError")."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, FencedInstanceIdError) or "FencedInstanceId" in str(current) or "FENCED_INSTANCE_ID" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class FatalStreamError(RuntimeError):
@@ -66,6 +96,7 @@ class StreamLoop:
         self._consumer: Any = None
         self._producer: Any = None
         self._positions: dict[TopicPartition, int] = {}
+        self.producer_generation = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -84,21 +115,23 @@ class StreamLoop:
             client_id=f"{group}-consumer",
             group_id=group,
             max_poll_records=cfg.max_poll_records,
+            # Static membership: the instance id is the identity the group fences zombies by.
+            group_instance_id=cfg.transactional_id(self.stage),
+            session_timeout_ms=SESSION_TIMEOUT_MS,
             **extra,
         )
-        self._producer = clients.producer(
-            cfg.bootstrap_servers,
-            client_id=f"{group}-producer",
-            transactional_id=cfg.transactional_id(self.stage),
-            transaction_timeout_ms=cfg.transaction_timeout_ms,
-        )
         try:
-            self._producer.init_transactions()
+            self._producer = self._init_producer()
             inputs = [cfg.topic(t) for t in self.processor.input_topics]
             self._consumer.subscribe(topics=inputs, listener=_Rebalance(self))
             log.info("stream started stage=%s group=%s inputs=%s", self.stage, group, ",".join(self.processor.input_topics))
             while not self.stop.is_set():
-                self._step()
+                try:
+                    self._step()
+                except KafkaError as exc:
+                    if is_group_fenced(exc):
+                        raise self._fenced(exc) from exc
+                    raise
         finally:
             self._close()
 
@@ -148,33 +181,17 @@ class StreamLoop:
         self._commit(outputs, offsets)
 
     def _commit(self, outputs: list[OutRecord], offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        producer = self._producer
         started = time.perf_counter()
         try:
-            producer.begin_transaction()
-            for out in outputs:
-                producer.send(
-                    self.config.topic_prefix + out.topic,
-                    key=out.key,
-                    value=out.value,
-                    headers=out.headers,
-                    partition=out.partition,
-                    timestamp_ms=out.timestamp_ms,
-                )
-            producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
-            producer.commit_transaction()
-        except FATAL as exc:
-            self.metrics.transactions.labels(self.stage, "aborted").inc()
-            raise FatalStreamError(f"{self.stage}: producer can no longer commit ({exc!r}); restart the process") from exc
+            self._transact(outputs, offsets)
         except KafkaError as exc:
             self.metrics.transactions.labels(self.stage, "aborted").inc()
+            if is_group_fenced(exc):
+                raise self._fenced(exc) from exc
+            if isinstance(exc, FATAL):
+                raise FatalStreamError(f"{self.stage}: producer can no longer commit ({exc!r}); fix the configuration and restart") from exc
             log.warning("transaction aborted stage=%s records=%d error=%r", self.stage, len(outputs), exc)
-            try:
-                producer.abort_transaction()
-            except FATAL as fatal:
-                raise FatalStreamError(f"{self.stage}: cannot abort transaction ({fatal!r})") from fatal
-            except KafkaError as abort_exc:
-                raise FatalStreamError(f"{self.stage}: cannot abort transaction ({abort_exc!r})") from abort_exc
+            self._abort_or_replace_producer(exc)
             self._rewind()
             return
         self.metrics.transactions.labels(self.stage, "committed").inc()
@@ -184,6 +201,83 @@ class StreamLoop:
             counts[out.topic] = counts.get(out.topic, 0) + 1
         for topic, n in counts.items():
             self.metrics.records_out.labels(self.stage, topic).inc(n)
+
+    def _transact(self, outputs: list[OutRecord], offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """One transaction: outputs and the consumed offsets, committed together or not at all."""
+        producer = self._producer
+        producer.begin_transaction()
+        for out in outputs:
+            producer.send(
+                self.config.topic_prefix + out.topic,
+                key=out.key,
+                value=out.value,
+                headers=out.headers,
+                partition=out.partition,
+                timestamp_ms=out.timestamp_ms,
+            )
+        # The group metadata (generation, member and instance id) lets the broker refuse the
+        # offsets of a member the group has since replaced (KIP-447).
+        producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
+        producer.commit_transaction()
+
+    def _abort_or_replace_producer(self, cause: BaseException) -> None:
+        """End the failed transaction. A producer that cannot abort (its epoch was fenced by the
+        broker's timeout abort, it is mid epoch-bump, its transaction state is poisoned) is
+        replaced by a new one with the same transactional id, whose `init_transactions` aborts
+        whatever the old one left open."""
+        try:
+            self._producer.abort_transaction()
+            return
+        except KafkaError as exc:
+            if is_group_fenced(exc):
+                raise self._fenced(exc) from exc
+            if isinstance(exc, FATAL):
+                raise FatalStreamError(f"{self.stage}: cannot abort transaction ({exc!r})") from exc
+            log.warning("producer cannot abort stage=%s error=%r cause=%r: replacing it", self.stage, exc, cause)
+        self._replace_producer()
+
+    def _replace_producer(self) -> None:
+        old, self._producer = self._producer, None
+        try:
+            if old is not None:
+                old.close(timeout=0)
+        except Exception as exc:  # the old producer is beyond use either way
+            log.warning("closing the old producer failed stage=%s error=%r", self.stage, exc)
+        self._producer = self._init_producer()
+
+    def _init_producer(self) -> Any:
+        """A transactional producer for this stage with its transactions initialised; retried
+        while the broker is unreachable. None when the loop was stopped meanwhile."""
+        cfg = self.config
+        while True:
+            producer = clients.producer(
+                cfg.bootstrap_servers,
+                client_id=f"{cfg.group(self.stage)}-producer",
+                transactional_id=cfg.transactional_id(self.stage),
+                transaction_timeout_ms=cfg.transaction_timeout_ms,
+            )
+            try:
+                producer.init_transactions()
+            except FATAL as exc:
+                producer.close(timeout=0)
+                raise FatalStreamError(f"{self.stage}: cannot initialise transactions ({exc!r})") from exc
+            except KafkaError as exc:
+                producer.close(timeout=0)
+                if self.stop.is_set():
+                    return None
+                log.warning("initialising transactions failed stage=%s error=%r; retrying", self.stage, exc)
+                self.stop.wait(REINIT_BACKOFF_S)
+                continue
+            self.producer_generation += 1
+            if self.producer_generation > 1:
+                log.info("producer replaced stage=%s generation=%d", self.stage, self.producer_generation)
+            return producer
+
+    def _fenced(self, exc: BaseException) -> FatalStreamError:
+        return FatalStreamError(
+            f"{self.stage}: fenced: another instance with the same instance id "
+            f"({self.config.transactional_id(self.stage)}) has taken this one's place in the group ({exc!r})"
+        )
 
     def _rewind(self) -> None:
         """After an abort: rebuild state from the changelog and re-read from committed offsets."""
