@@ -150,7 +150,17 @@ class StreamLoop:
 
     # -- one batch ---------------------------------------------------------------------------
     def _step(self) -> None:
-        polled = self._consumer.poll(timeout_ms=self.config.commit_interval_ms, max_records=self.config.max_poll_records)
+        try:
+            polled = self._consumer.poll(timeout_ms=self.config.commit_interval_ms, max_records=self.config.max_poll_records)
+        except KafkaError as exc:
+            # Nothing was processed: a lost connection or coordinator only delays the batch.
+            if is_group_fenced(exc):
+                raise self._fenced(exc) from exc
+            if isinstance(exc, FATAL):
+                raise FatalStreamError(f"{self.stage}: consumer can no longer take part ({exc!r})") from exc
+            log.warning("poll failed stage=%s error=%r; retrying", self.stage, exc)
+            self.stop.wait(REINIT_BACKOFF_S)
+            return
         prefix = self.config.topic_prefix
         records: list[InRecord] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -280,16 +290,25 @@ class StreamLoop:
         )
 
     def _rewind(self) -> None:
-        """After an abort: rebuild state from the changelog and re-read from committed offsets."""
+        """After an abort: rebuild state from the changelog and re-read from committed offsets.
+        Retried while the broker is unreachable: no record may be processed before it is done."""
         owned = sorted(self.owned)
         self.processor.drop(owned)
         self.restore(owned)
-        for tp in self._consumer.assignment():
-            committed = self._consumer.committed(tp)
-            if committed is None:
-                self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
+        while True:
+            try:
+                for tp in self._consumer.assignment():
+                    committed = self._consumer.committed(tp)
+                    if committed is None:
+                        self._consumer.seek_to_beginning(tp)
+                    else:
+                        self._consumer.seek(tp, committed)
+                return
+            except KafkaError as exc:
+                if self.stop.is_set():
+                    raise FatalStreamError(f"{self.stage}: stopped during a rewind ({exc!r})") from exc
+                log.warning("rewind failed stage=%s error=%r; retrying", self.stage, exc)
+                self.stop.wait(REINIT_BACKOFF_S)
 
     # -- rebalance ---------------------------------------------------------------------------
     def assigned(self, tps: list[TopicPartition]) -> None:
@@ -319,13 +338,22 @@ class StreamLoop:
         if not topic or not partitions:
             return
         started = time.perf_counter()
-        count = 0
-        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
-        for partition, key, value in read_changelog(
-            self.config.bootstrap_servers, self.config.topic(topic), partitions, client_id=self.config.group(self.stage)
-        ):
-            by_partition[partition].append((key, value))
-            count += 1
+        while True:
+            count = 0
+            by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
+            try:
+                for partition, key, value in read_changelog(
+                    self.config.bootstrap_servers, self.config.topic(topic), partitions, client_id=self.config.group(self.stage)
+                ):
+                    by_partition[partition].append((key, value))
+                    count += 1
+                break
+            except (KafkaError, OSError) as exc:
+                # A partition is never processed on partial state: read the changelog again.
+                if self.stop.is_set():
+                    raise FatalStreamError(f"{self.stage}: stopped during a restore ({exc!r})") from exc
+                log.warning("restore failed stage=%s partitions=%s error=%r; retrying", self.stage, partitions, exc)
+                self.stop.wait(REINIT_BACKOFF_S)
         for partition, entries in by_partition.items():
             self.processor.restore(partition, entries)
         elapsed = time.perf_counter() - started
