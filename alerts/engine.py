@@ -3,7 +3,7 @@
 No Kafka and no wall clock: time is event time, the `ts_ms` of the risk records, so a replay
 of the same records from the same state gives the same events, byte for byte.
 
-Per clinical rule and patient (DESIGN.md §5):
+Per clinical rule and patient (docs/alerts.md):
 - A reading's rank is how many of the rule's levels it meets (signal >= raise_at).
 - Debounce: level i holds when `readings` of the last `of_last` readings have rank >= i; it
   has held since the first of those readings. The rule raises (or escalates to) the highest
@@ -237,7 +237,7 @@ def on_command(state: PatientState | None, command: Command) -> Transition:
                 return Transition(state, (), ignored="already_acknowledged")
             acked = replace(alert, acknowledged=True)
             reason = f"acknowledged by {command.by}" if command.by else "acknowledged"
-            event = _event(acked, command.patient_id, command.ts_ms, ACKNOWLEDGED, rule, reason)
+            event = replace(_event(acked, command.patient_id, command.ts_ms, ACKNOWLEDGED, rule, reason), by=command.by)
             if rule == DATA_GAP_RULE:
                 return Transition(replace(state, gap=acked), (event,))
             rules = dict(state.rules)

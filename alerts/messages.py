@@ -1,7 +1,8 @@
 """The messages the alert service reads and writes: `risk` in, `alerts.control` in, `alerts` out.
 
-`risk` (DESIGN.md §2, produced by the scorer): at least patient_id, ts_ms, risk, news2,
-news2_single3, model. Extra fields are ignored.
+`risk` (produced by the scorer; decoded by its contract, `inference/records.py`): the rules
+look at patient_id, ts_ms, risk, news2, news2_single3 and model; the other fields are not
+needed here.
 
 `alerts.control` (keyed by patient_id, so a command lands in its patient's partition):
     {"command": "acknowledge", "patient_id": "P00001", "alert_id": "...", "ts_ms": 1767225600000, "by": "nurse-7"}
@@ -9,15 +10,17 @@ news2_single3, model. Extra fields are ignored.
 `by` is optional. A snooze with `until_ts_ms` at or before its `ts_ms` ends a snooze early.
 
 `alerts` events: alert_id, patient_id, ts_ms, status, severity, rule, reason, plus
-raised_ts_ms (when the alert began) and acknowledged (whether a person has acknowledged it).
+raised_ts_ms (when the alert began) and acknowledged (whether a person has acknowledged it);
+an `acknowledged` event also carries `by`, the command's user (the ward view's signed-in user).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Final
+
+from inference.records import Risk, RiskDecodeError, decode_risk
 
 RAISED: Final = "raised"
 ESCALATED: Final = "escalated"
@@ -33,15 +36,12 @@ class MessageError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class RiskReading:
-    """The part of a `risk` record the alert rules look at."""
+class RiskReading(Risk):
+    """A `risk` record as the alert rules see it: the contract's fields, and a rule's signal.
 
-    patient_id: str
-    ts_ms: int
-    risk: float
-    news2: int
-    news2_single3: bool
-    model: str
+    Built from the first six fields (patient_id, ts_ms, risk, news2, news2_single3, model);
+    the rules never look at `seq` or `news2_scores`, so `parse_risk` leaves them out.
+    """
 
     def signal(self, name: str) -> float:
         """The value a rule's `signal` names (see `alerts.rules.SIGNALS`)."""
@@ -86,9 +86,13 @@ class AlertEvent:
     reason: str
     raised_ts_ms: int
     acknowledged: bool = False
+    by: str | None = None  # who acknowledged: set on `acknowledged` events only
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        event = asdict(self)
+        if event["by"] is None:
+            del event["by"]  # other events keep their exact shape
+        return event
 
 
 def _object(data: bytes | str | None) -> dict[str, Any]:
@@ -121,27 +125,11 @@ def _int(obj: dict[str, Any], name: str) -> int:
 
 def parse_risk(data: bytes | str | None) -> RiskReading:
     """Decode and check a `risk` record value; raises MessageError naming the bad field."""
-    obj = _object(data)
-    risk = obj.get("risk")
-    if isinstance(risk, bool) or not isinstance(risk, (int, float)) or not math.isfinite(risk) or not 0 <= risk <= 1:
-        raise MessageError(f"risk={risk!r}: expected a number in 0-1")
-    news2 = obj.get("news2")
-    if isinstance(news2, bool) or not isinstance(news2, int) or not 0 <= news2 <= 20:
-        raise MessageError(f"news2={news2!r}: expected an integer in 0-20")
-    single3 = obj.get("news2_single3")
-    if not isinstance(single3, bool):
-        raise MessageError(f"news2_single3={single3!r}: expected true or false")
-    model = obj.get("model")
-    if not isinstance(model, str):
-        raise MessageError(f"model={model!r}: expected the model version string")
-    return RiskReading(
-        patient_id=_text(obj, "patient_id"),  # type: ignore[arg-type]
-        ts_ms=_int(obj, "ts_ms"),
-        risk=float(risk),
-        news2=news2,
-        news2_single3=single3,
-        model=model,
-    )
+    try:
+        record = decode_risk(data)
+    except RiskDecodeError as exc:
+        raise MessageError(str(exc)) from None
+    return RiskReading(record.patient_id, record.ts_ms, record.risk, record.news2, record.news2_single3, record.model)
 
 
 def parse_command(data: bytes | str | None) -> Command:

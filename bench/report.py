@@ -44,7 +44,7 @@ def markdown(r: dict) -> str:
         f"- broker: {r['broker']}",
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average at start "
         f"{' / '.join(map(str, m['load_average_at_start']))} (shared machine: other work was running)",
-        f"- software: Python {m['python']}, torch {m['torch']}, kafka-python {m['kafka_python']}, "
+        f"- software: Python {m['python']}, onnxruntime {m.get('onnxruntime')} (the model step), torch {m['torch']}, kafka-python {m['kafka_python']}, "
         f"confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}), quixstreams {m['quixstreams']}",
         f"- model: {r['model']}; input: {r['input']['readings']:,} readings of {r['input']['patients']:,} patients, "
         f"{r['input']['mean_value_bytes']:.0f} B each, {r['input']['partitions']} partitions",
@@ -61,10 +61,10 @@ def markdown(r: dict) -> str:
               "## Latency: event-to-score", "", r["notes"]["latency"], "",
               "| offered/s | achieved offered/s | achieved scored/s | p50 ms | p99 ms | max ms | scored | steady p50 / p99 / max ms |",
               "|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for l in r["latency"]:
-        e, st = l["event_to_score_ms"], l["steady_event_to_score_ms"]
-        lines.append(f"| {l['offered_per_s']:,} | {_fmt(l['achieved_offered_per_s'])} | {_fmt(l['achieved_scored_per_s'])} "
-                     f"| {e['p50']} | {e['p99']} | {e['max']} | {l['scored']:,} | {st['p50']} / {st['p99']} / {st['max']} |")
+    for run in r["latency"]:
+        e, st = run["event_to_score_ms"], run["steady_event_to_score_ms"]
+        lines.append(f"| {run['offered_per_s']:,} | {_fmt(run['achieved_offered_per_s'])} | {_fmt(run['achieved_scored_per_s'])} "
+                     f"| {e['p50']} | {e['p99']} | {e['max']} | {run['scored']:,} | {st['p50']} / {st['p99']} / {st['max']} |")
     lines += ["", "## State scale (restore from scorer.state)", "",
               "| patients | table B/patient | RSS B/patient | read changelog s | restore_partition s | total s | rows/s |",
               "|---:|---:|---:|---:|---:|---:|---:|"]

@@ -1,12 +1,15 @@
 """The stateful scorer's core: a batch of `vitals` records in, `risk` and state records out.
 
 A batch is applied in rounds: round k steps the k-th reading of every patient in the batch
-together, in one batched model call, so many patients cost one tensor step and several
+together, in one batched model call, so many patients cost one model step and several
 readings of one patient are applied in order. Each patient's readings are applied in
 arrival (offset) order; one older than the patient's last applied event time is late and
 goes to the dead-letter topic. Applying in arrival order, not re-sorting inside a poll, keeps
 the output independent of how records happen to be batched, which is what makes a crashed
 and restarted scorer produce exactly the stream an uninterrupted one does.
+
+The model step is whatever `StepRuntime` it is given: in the services, the checkpoint's
+exported step on ONNX Runtime (inference/step.py); no PyTorch on this path.
 """
 
 from __future__ import annotations
@@ -18,16 +21,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from prometheus_client import Counter, Gauge, Histogram
 
 from ingest import VITALS, Reading, Reason, decode_reading
 from inference.features import MAX_DELTA_HOURS, MS_PER_HOUR, N_FEATURES
-from inference.model import RiskModel
-from inference.news2_batch import PARAMETERS, news2_batch
+from inference.news2 import NEWS2_MAX_AGE_MS
+from inference.news2_batch import news2_batch
+from inference.records import format_risk
 from inference.state.changelog import CONTENT_TYPE, encode_row
 from inference.state.recovery import restore_partition
 from inference.state.table import NEVER, StateTable
+from inference.step import StepRuntime
 from runtime.metrics import FAST_BUCKETS, LATENCY_BUCKETS, StreamMetrics
 from runtime.records import JSON_HEADERS, SCHEMA_VERSION, InRecord, OutRecord, dead_letter, tombstone
 from runtime.topics import RISK, SCORER_STATE, VITALS_DLQ
@@ -43,7 +47,7 @@ EVICTION_CHECK_MS = 60_000
 @dataclass(frozen=True, slots=True)
 class ScorerSettings:
     idle_timeout_ms: int = 24 * 3_600_000  # a patient silent this long starts afresh (discharged)
-    news2_max_age_ms: int = 4 * 3_600_000  # carried-forward values older than this do not count
+    news2_max_age_ms: int = NEWS2_MAX_AGE_MS  # carried-forward values older than this do not count
 
 
 class ScorerMetrics:
@@ -73,16 +77,17 @@ class ScorerProcessor:
     input_topics = (VITALS_TOPIC,)
     output_topics = (RISK, SCORER_STATE, VITALS_DLQ)
     changelog_topic = SCORER_STATE
+    dead_letter_topic = VITALS_DLQ
 
     def __init__(
         self,
-        model: RiskModel,
+        model: StepRuntime,
         model_version: str,
         metrics: StreamMetrics,
         settings: ScorerSettings = ScorerSettings(),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.model = model.eval()
+        self.model = model
         self.model_version = model_version
         self.metrics = metrics
         self.scorer_metrics = ScorerMetrics(metrics)
@@ -200,18 +205,8 @@ class ScorerProcessor:
         delta = np.where(known, np.minimum((ts[:, None] - seen) / MS_PER_HOUR, MAX_DELTA_HOURS), MAX_DELTA_HOURS).astype(np.float32)
         last_values = table.last_values[idx]
         started = time.perf_counter()
-        with torch.inference_mode():
-            index = torch.from_numpy(idx)
-            state, logits = self.model.step(
-                table.hidden.index_select(0, index),
-                torch.from_numpy(values),
-                torch.from_numpy(mask),
-                torch.from_numpy(delta),
-                torch.from_numpy(last_values),
-                torch.from_numpy(known.astype(np.float32)),
-            )
-            table.hidden.index_copy_(0, index, state)
-            risks = torch.sigmoid(logits).numpy()
+        state, risks = self.model.step(table.hidden[idx], values, mask, delta, last_values, known.astype(np.float32))
+        table.hidden[idx] = state
         self.scorer_metrics.inference_seconds.observe(time.perf_counter() - started)
 
         observed = mask > 0
@@ -246,15 +241,8 @@ class ScorerProcessor:
         return out
 
     def _risk_json(self, reading: Reading, risk: float, total: int, single3: bool, scores: list[int]) -> bytes:
-        """The `risk` record (DESIGN.md §2), formatted directly: this runs once per reading."""
-        parameter_scores = ",".join(
-            f'"{name}":{score}' if score >= 0 else f'"{name}":null' for name, score in zip(PARAMETERS, scores)
-        )
-        return (
-            f'{{"patient_id":{json.dumps(reading.patient_id)},"ts_ms":{reading.ts_ms},"seq":{reading.seq},'
-            f'"risk":{round(risk, 6)!r},"news2":{total},"news2_single3":{"true" if single3 else "false"},'
-            f'"news2_scores":{{{parameter_scores}}},"model":{self._model_json}}}'
-        ).encode()
+        """The `risk` record (inference/records.py), formatted directly: this runs once per reading."""
+        return format_risk(reading.patient_id, reading.ts_ms, reading.seq, risk, total, single3, scores, self._model_json)
 
     def _evict_idle(self, partitions: set[int]) -> list[OutRecord]:
         out: list[OutRecord] = []

@@ -3,6 +3,9 @@
 Order: KAFKA_BOOTSTRAP_SERVERS if set; else testcontainers (apache/kafka, KRaft) if a Docker
 daemon answers; else the local launcher (real Apache Kafka from the Maven-resolved jars).
 No broker means the Kafka tests fail with the reason; they never skip.
+
+The Kafka client (kafka-python or confluent) comes from `kafka_client`: tests marked
+`both_clients` run once on each, every other test on $WARDWATCH_KAFKA_CLIENT (default kafka-python).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from runtime.kafka.client import CLIENTS, DEFAULT_CLIENT
+from runtime.kafka.client import ENV as KAFKA_CLIENT_ENV
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 
@@ -38,7 +44,7 @@ def _docker_answers() -> bool:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap address of a real Apache Kafka broker for this test session."""
-    from runtime.kafka.clients import wait_for_broker
+    from runtime.kafka.client import wait_for_broker
 
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
@@ -100,6 +106,23 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield bootstrap
     finally:
         broker.stop(purge=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_clients: run once per Kafka client (kafka-python, confluent)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_clients") and "kafka_client" in metafunc.fixturenames:
+        metafunc.parametrize("kafka_client", CLIENTS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def kafka_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Kafka client this test's services (spawned with this environment) and helpers use."""
+    name = getattr(request, "param", None) or os.environ.get(KAFKA_CLIENT_ENV) or DEFAULT_CLIENT
+    monkeypatch.setenv(KAFKA_CLIENT_ENV, name)
+    return name
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ must be up again within the bound each test states.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import time
@@ -180,6 +179,7 @@ def recovered_within(case: Case, bootstrap: str, prefix: str, before: int, bound
 
 # -- pause -----------------------------------------------------------------------------------
 # Only the stages verified to pass 10/10 so far are listed; ingest (and the rest) are open work.
+@pytest.mark.both_clients
 @pytest.mark.parametrize("stage", ["score", "alerts"])
 def test_a_stage_paused_past_its_transaction_and_session_timeouts_recovers_by_itself(
     stage: str, fault_broker: FaultBroker, topic_prefix: str, workdir: Path
@@ -214,6 +214,7 @@ def test_a_stage_paused_past_its_transaction_and_session_timeouts_recovers_by_it
         service.stop()
 
 
+@pytest.mark.both_clients
 def test_a_paused_scorer_hands_its_partitions_over_and_rejoins(fault_broker: FaultBroker, topic_prefix: str, workdir: Path) -> None:
     """Two scorers; one SIGSTOPped past its session timeout. The live one takes its partitions
     meanwhile (its output keeps growing during the pause); the paused one rejoins after SIGCONT."""
@@ -243,6 +244,7 @@ def test_a_paused_scorer_hands_its_partitions_over_and_rejoins(fault_broker: Fau
 
 # -- zombie ----------------------------------------------------------------------------------
 # Only the stages verified to pass 10/10 so far are listed; ingest (and the rest) are open work.
+@pytest.mark.both_clients
 @pytest.mark.parametrize("stage", ["score", "alerts"])
 def test_a_second_process_with_the_same_instance_id_fences_the_first(
     stage: str, fault_broker: FaultBroker, topic_prefix: str, workdir: Path

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.kafka.clients import wait_for_broker
+from runtime.kafka.client import wait_for_broker
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,16 +16,31 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from runtime.config import ConfigError
 from runtime.topics import ALERTS
 from wardwatch.broker import LocalBroker, cache_dir
+from wardwatch.users import UserError, new_user
 
 METRICS_PORTS = {"sim": 9101, "ingest": 9102, "score": 9103, "alerts": 9104}
 WARDVIEW_PORT = 8080
+DEMO_USER = "demo"
+
+
+def demo_login() -> tuple[str, str, bool]:
+    """The demo's clinician sign-in: (user entry line, password, whether it was generated).
+    WARDWATCH_DEMO_PASSWORD chooses the password; else a fresh one is made for this run."""
+    chosen = os.environ.get("WARDWATCH_DEMO_PASSWORD", "")
+    password = chosen or secrets.token_urlsafe(9)
+    try:
+        return new_user(DEMO_USER, "clinician", password).line(), password, not chosen
+    except UserError as exc:
+        raise ConfigError(f"WARDWATCH_DEMO_PASSWORD: {exc}") from None
 
 
 @dataclass
@@ -76,21 +92,23 @@ def _scrape(port: int) -> dict[str, float]:
     return totals
 
 
-def _tail_alerts(bootstrap: str, stop: threading.Event, printer: callable) -> None:  # type: ignore[valid-type]
-    from runtime.kafka.clients import consumer
+def _tail_alerts(bootstrap: str, stop: threading.Event, printer: Callable[[str], None]) -> None:
+    from runtime.kafka.client import END, TopicPartition, connect
 
-    c = consumer(bootstrap, client_id="wardwatch-demo-alerts", group_id=None, auto_offset_reset="latest")
+    c = connect(bootstrap).consumer(client_id="wardwatch-demo-alerts", group_id=None)
     try:
-        c.subscribe([ALERTS])
+        partitions = c.partitions_for(ALERTS)
+        while not partitions and not stop.wait(1.0):  # the alerts service creates the topic
+            partitions = c.partitions_for(ALERTS)
+        c.assign({TopicPartition(ALERTS, p): END for p in partitions})
         while not stop.is_set():
-            for records in c.poll(timeout_ms=500).values():
-                for r in records:
-                    try:
-                        a = json.loads(r.value)
-                    except (TypeError, ValueError):
-                        continue
-                    printer(f"  alert {a.get('status', '?'):<12} {a.get('severity', '?'):<10} {a.get('patient_id', '?'):<8} "
-                            f"{a.get('rule', '?')}: {a.get('reason', '')}")
+            for r in c.poll(0.5, 500):
+                try:
+                    a = json.loads(r.value)  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    continue
+                printer(f"  alert {a.get('status', '?'):<12} {a.get('severity', '?'):<10} {a.get('patient_id', '?'):<8} "
+                        f"{a.get('rule', '?')}: {a.get('reason', '')}")
     finally:
         c.close()
 
@@ -127,13 +145,17 @@ def run_demo(options: DemoOptions) -> int:
     try:
         for name in ("ingest", "score", "alerts"):
             children.append(_spawn(name, [name, "--metrics-port", str(METRICS_PORTS[name]), "--instance-id", "demo"], env, options.log_dir))
-        children.append(_spawn("wardview", ["wardview", "--port", str(WARDVIEW_PORT)], env, options.log_dir))
+        # The user entry (a hash) travels in the ward view's environment, never on its command line.
+        user_line, password, generated = demo_login()
+        children.append(_spawn("wardview", ["wardview", "--port", str(WARDVIEW_PORT)], {**env, "WARDWATCH_USERS": user_line}, options.log_dir))
         children.append(_spawn("sim", [
             "sim", "--patients", str(options.patients), "--hours", str(options.hours), "--speed", str(options.speed),
             "--seed", str(options.seed), "--bad-rate", str(options.bad_rate), "--metrics-port", str(METRICS_PORTS["sim"]),
         ], env, options.log_dir))
         print(f"pipeline running: {options.patients} patients, {options.hours:g} h of event time at {options.speed:g}x")
-        print(f"ward view: http://127.0.0.1:{WARDVIEW_PORT}/", flush=True)
+        print(f"ward view: http://127.0.0.1:{WARDVIEW_PORT}/  sign in as {DEMO_USER} (clinician), password "
+              + (f"{password}  (made for this run, shown only here; set WARDWATCH_DEMO_PASSWORD to choose one)" if generated
+                 else "from WARDWATCH_DEMO_PASSWORD"), flush=True)
         print("metrics: " + "  ".join(f"{n} http://127.0.0.1:{p}/metrics" for n, p in METRICS_PORTS.items()))
         print(f"logs:    {options.log_dir}/<service>.log     (Ctrl-C stops everything)")
         tail = threading.Thread(target=_tail_alerts, args=(bootstrap, stop, lambda s: print(s, flush=True)), daemon=True)

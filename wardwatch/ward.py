@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from inference.records import Risk, RiskDecodeError, risk_from_object
 from ingest.contract import VITALS
 from runtime.topics import ALERTS, RISK
 from runtime.topics import VITALS as VITALS_TOPIC
@@ -94,10 +95,11 @@ class Ward:
             if topic == VITALS_TOPIC:
                 self._vitals(self._patient(patient_id), ts_ms, obj)
             elif topic == RISK:
-                value = number_or_none(obj.get("risk"))
-                if value is None or not 0.0 <= value <= 1.0:
-                    return "out_of_range"
-                self._risk(self._patient(patient_id), ts_ms, value, obj)
+                try:
+                    record = risk_from_object(obj)
+                except RiskDecodeError:
+                    return "bad_risk"  # not the scorer's contract (inference/records.py)
+                self._risk(self._patient(patient_id), record)
             elif topic == ALERTS:
                 reason = self._alert(patient_id, ts_ms, obj)
                 if reason:
@@ -136,21 +138,16 @@ class Ward:
             patient.vitals["spo2_scale"] = obj["spo2_scale"]
 
     @staticmethod
-    def _risk(patient: Patient, ts_ms: int, risk: float, obj: dict[str, Any]) -> None:
-        news2 = obj.get("news2")
-        if isinstance(news2, bool) or not isinstance(news2, int) or not 0 <= news2 <= 20:
-            news2 = None
+    def _risk(patient: Patient, record: Risk) -> None:
+        ts_ms, news2 = record.ts_ms, record.news2
         if patient.history and ts_ms < patient.history[-1][0]:
             return  # late: the sparkline is in event-time order
         patient.ts_ms = max(patient.ts_ms, ts_ms)
-        patient.risk, patient.news2 = risk, news2
-        patient.news2_single3 = obj.get("news2_single3") is True
-        scores = obj.get("news2_scores")
-        if isinstance(scores, dict):
-            patient.news2_scores = {str(k)[:16]: v for k, v in list(scores.items())[:12]
-                                    if v is None or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 3)}
-        patient.model = text_or_none(obj.get("model"))
-        patient.history.append((ts_ms, risk, news2))
+        patient.risk, patient.news2 = record.risk, news2
+        patient.news2_single3 = record.news2_single3
+        patient.news2_scores = dict(record.news2_scores)
+        patient.model = record.model
+        patient.history.append((ts_ms, record.risk, news2))
 
     def _alert(self, patient_id: str, ts_ms: int, obj: dict[str, Any]) -> str | None:
         alert_id, status, severity = text_or_none(obj.get("alert_id")), text_or_none(obj.get("status")), text_or_none(obj.get("severity"))

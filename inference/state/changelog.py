@@ -45,7 +45,7 @@ def encode_row(table: StateTable, row: int, model_version: str) -> bytes:
             struct.pack("<H", len(version)),
             version,
             _FIXED.pack(int(table.last_offset[row]), int(table.last_ts[row]), int(table.spo2_scale[row])),
-            table.hidden[row].numpy().astype("<f4", copy=False).tobytes(),
+            table.hidden[row].astype("<f4", copy=False).tobytes(),
             table.last_values[row].astype("<f4", copy=False).tobytes(),
             table.seen_ts[row].astype("<i8", copy=False).tobytes(),
         )

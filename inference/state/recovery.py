@@ -12,8 +12,6 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import torch
-
 from inference.state.changelog import CorruptState, decode_row, peek_model_version
 from inference.state.table import StateTable
 
@@ -52,7 +50,7 @@ def restore_partition(
             corrupt += 1
             continue
         row = table.row_of(patient_id, partition)
-        table.hidden[row] = torch.from_numpy(row_state.hidden.copy())
+        table.hidden[row] = row_state.hidden
         table.last_values[row] = row_state.last_values
         table.seen_ts[row] = row_state.seen_ts
         table.last_ts[row] = row_state.last_ts

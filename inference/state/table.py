@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-import torch
 
 from inference.features import N_FEATURES
 
@@ -25,7 +24,7 @@ class StateTable:
         self.rows: dict[str, int] = {}
         self.ids: list[str | None] = []
         self._free: list[int] = []
-        self.hidden = torch.zeros(0, state_size)
+        self.hidden = np.zeros((0, state_size), dtype=np.float32)  # the model's state, one row per patient
         self.last_values = np.zeros((0, N_FEATURES), dtype=np.float32)
         self.seen_ts = np.zeros((0, N_FEATURES), dtype=np.int64)
         self.last_ts = np.zeros(0, dtype=np.int64)
@@ -43,10 +42,8 @@ class StateTable:
 
     def nbytes(self) -> int:
         """Bytes held by the arrays (the per-patient cost, without the id map)."""
-        return int(
-            self.hidden.element_size() * self.hidden.nelement()
-            + sum(a.nbytes for a in (self.last_values, self.seen_ts, self.last_ts, self.last_offset, self.partition, self.spo2_scale))
-        )
+        arrays = (self.hidden, self.last_values, self.seen_ts, self.last_ts, self.last_offset, self.partition, self.spo2_scale)
+        return int(sum(a.nbytes for a in arrays))
 
     def row_of(self, patient_id: str, partition: int) -> int:
         """The patient's row, allocating a fresh (initial-state) one if new."""
@@ -82,7 +79,7 @@ class StateTable:
             return []
         live = np.fromiter(self.rows.values(), dtype=np.int64)
         hits = live[np.isin(self.partition[live], wanted)]
-        return [self.ids[r] for r in hits.tolist()]  # type: ignore[misc]
+        return [self.ids[r] for r in hits.tolist()]
 
     def idle(self, partition: int, before_ts: int) -> list[str]:
         """Patients of `partition` whose last reading is older than `before_ts`."""
@@ -90,7 +87,7 @@ class StateTable:
             return []
         live = np.fromiter(self.rows.values(), dtype=np.int64)
         hits = live[(self.partition[live] == partition) & (self.last_ts[live] < before_ts)]
-        return [self.ids[r] for r in hits.tolist()]  # type: ignore[misc]
+        return [self.ids[r] for r in hits.tolist()]
 
     def _clear(self, row: int) -> None:
         self.hidden[row] = 0.0
@@ -104,7 +101,7 @@ class StateTable:
     def _grow(self, extra: int) -> None:
         old = self.capacity
         new = old + extra
-        self.hidden = torch.cat([self.hidden, torch.zeros(extra, self.state_size)])
+        self.hidden = np.concatenate([self.hidden, np.zeros((extra, self.state_size), dtype=np.float32)])
         self.last_values = np.concatenate([self.last_values, np.zeros((extra, N_FEATURES), dtype=np.float32)])
         self.seen_ts = np.concatenate([self.seen_ts, np.full((extra, N_FEATURES), NEVER, dtype=np.int64)])
         self.last_ts = np.concatenate([self.last_ts, np.full(extra, NEVER, dtype=np.int64)])

@@ -1,21 +1,27 @@
 """The transactional consume-transform-produce loop: the thin shell around a stage's core.
 
 poll -> core.process(batch) -> produce outputs -> send offsets -> commit, all in one Kafka
-transaction (exactly-once, DESIGN.md §3). Partition assignment restores state from the
+transaction (exactly-once, docs/guarantees.md). Partition assignment restores state from the
 changelog before any record of that partition is processed; revocation drops it. An aborted
 transaction rewinds: state is rebuilt from the changelog and the consumer seeks back to the
 committed offsets, so the retry sees exactly what the failed attempt saw.
 
-Bad days (DESIGN.md §3): a transaction that fails is aborted and rewound. When the producer
-cannot even abort (the broker aborted our transaction while the process was paused past its
-transaction timeout, a network cut outlived it, the client is mid epoch-bump) the producer is
-replaced: a new one with the same transactional id runs `init_transactions`, which fences the
-old epoch and finishes whatever it left open, and the loop rewinds as for any abort. Who owns
-a partition is the consumer group's decision, not the producer's: the group instance id is the
-stage's instance id (static membership), so a second process started with the same id fences
-the first at the group coordinator (FENCED_INSTANCE_ID), and every transaction carries the
-group generation (KIP-447), so a zombie can never commit offsets. Only that group fencing, or
-a configuration error, makes the loop give up.
+Bad days (docs/guarantees.md). The client layer sorts every failure into one of four kinds
+(runtime/kafka/client/base.py), and the loop answers each its own way:
+- `KafkaClientError`: abort the transaction and rewind.
+- `FatalKafkaError`: this producer instance is beyond use (the broker aborted our transaction
+  while the process was paused past its transaction timeout, a network cut outlived it, the
+  client is stuck mid epoch-bump). The producer is replaced: a new one with the same
+  transactional id runs `init_transactions`, which fences the old epoch and finishes whatever
+  it left open, and the loop rewinds as for any abort. A producer that cannot even abort is
+  replaced the same way.
+- `GroupFencedError`: who owns a partition is the consumer group's decision, not the
+  producer's. The group instance id is the stage's instance id (static membership), so a second
+  process started with the same id fences the first at the group coordinator, and every
+  transaction carries the group generation (KIP-447), so a zombie can never commit offsets.
+  The fenced process exits (FatalStreamError).
+- `KafkaConfigError` (not authorised, unsupported version): exit; no retry can fix it.
+Polls, restores and rewinds are retried through network errors: nothing was processed yet.
 """
 
 from __future__ import annotations
@@ -23,22 +29,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.errors import (
-    AuthorizationError,
-    FencedInstanceIdError,
-    KafkaError,
-    UnsupportedVersionError,
-)
-from kafka.structs import OffsetAndMetadata
-
 from runtime.config import StreamConfig
-from runtime.kafka import clients
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.changelog import read_changelog
+from runtime.kafka.client import (
+    BEGINNING,
+    FatalKafkaError,
+    GroupFencedError,
+    KafkaClientError,
+    KafkaConfigError,
+    Producer,
+    TopicPartition,
+    from_config,
+    wait_for_broker,
+)
 from runtime.metrics import StreamMetrics
 from runtime.processor import Processor
 from runtime.records import InRecord, OutRecord
@@ -46,31 +52,16 @@ from runtime.topics import specs
 
 log = logging.getLogger(__name__)
 
-# Configuration problems: no retry or new producer can fix them.
-FATAL = (AuthorizationError, UnsupportedVersionError)
-# How long to wait between attempts to initialise a replacement producer (broker unreachable).
-REINIT_BACKOFF_S = 1.0
-# Static members are only replaced after the session timeout; Kafka's pre-3.0 default keeps
-# a crashed or paused instance's partitions idle for at most this long.
-SESSION_TIMEOUT_MS = 10_000
-
-
-def is_group_fenced(exc: BaseException) -> bool:
-    """True when another process registered this stage's group instance id: it owns our
-    partitions now. Clients report it as FencedInstanceIdError, or wrap it in the error that
-    poisons the transaction ("... error state: FencedInstanceIdError")."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, FencedInstanceIdError) or "FencedInstanceId" in str(current) or "FENCED_INSTANCE_ID" in str(current):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+# How long to wait between attempts when the broker is unreachable (new producer, poll, rewind).
+RETRY_BACKOFF_S = 1.0
 
 
 class FatalStreamError(RuntimeError):
     """The process can no longer take part safely (fenced by a newer instance, say)."""
+
+
+class _Stopped(Exception):
+    """The loop was told to stop while it was retrying a broker it cannot reach."""
 
 
 class StreamLoop:
@@ -83,16 +74,17 @@ class StreamLoop:
         metrics: StreamMetrics,
         stop: threading.Event,
         *,
-        assignors: Sequence[Any] | None = None,
+        assignor: str | None = None,
     ) -> None:
         self.processor = processor
         self.config = config
         self.metrics = metrics
         self.stop = stop
         self.stage = processor.stage
-        self.assignors = assignors
+        self.assignor = assignor
         self.owned: set[int] = set()
         self._last_lag_update = 0.0
+        self._kafka = from_config(config)
         self._consumer: Any = None
         self._producer: Any = None
         self._positions: dict[TopicPartition, int] = {}
@@ -104,46 +96,41 @@ class StreamLoop:
         topics = {*self.processor.input_topics, *self.processor.output_topics}
         if self.processor.changelog_topic:
             topics.add(self.processor.changelog_topic)
-        clients.wait_for_broker(cfg.bootstrap_servers)
-        ensure_topics(cfg.bootstrap_servers, specs(*sorted(topics)), cfg.partitions, cfg.replication_factor, cfg.topic_prefix)
+        wait_for_broker(self._kafka)
+        ensure_topics(self._kafka, specs(*sorted(topics)), cfg.partitions, cfg.replication_factor, cfg.topic_prefix)
         group = cfg.group(self.stage)
-        extra: dict[str, Any] = {}
-        if self.assignors:
-            extra["partition_assignment_strategy"] = list(self.assignors)
-        self._consumer = clients.consumer(
-            cfg.bootstrap_servers,
+        self._consumer = self._kafka.consumer(
             client_id=f"{group}-consumer",
             group_id=group,
+            assignor=self.assignor,
             max_poll_records=cfg.max_poll_records,
             # Static membership: the instance id is the identity the group fences zombies by.
-            group_instance_id=cfg.transactional_id(self.stage),
-            session_timeout_ms=SESSION_TIMEOUT_MS,
-            **extra,
+            instance_id=cfg.transactional_id(self.stage),
         )
         try:
             self._producer = self._init_producer()
             inputs = [cfg.topic(t) for t in self.processor.input_topics]
-            self._consumer.subscribe(topics=inputs, listener=_Rebalance(self))
-            log.info("stream started stage=%s group=%s inputs=%s", self.stage, group, ",".join(self.processor.input_topics))
+            self._consumer.subscribe(inputs, on_assigned=self.assigned, on_revoked=self.revoked)
+            log.info("stream started stage=%s group=%s inputs=%s client=%s",
+                     self.stage, group, ",".join(self.processor.input_topics), self._kafka.name)
             while not self.stop.is_set():
-                try:
-                    self._step()
-                except KafkaError as exc:
-                    if is_group_fenced(exc):
-                        raise self._fenced(exc) from exc
-                    raise
+                self._step()
+        except _Stopped as stopped:
+            log.warning("stream stopped while retrying stage=%s error=%s", self.stage, stopped)
+        except GroupFencedError as exc:
+            raise self._fenced(exc) from exc
         finally:
             self._close()
 
     def _close(self) -> None:
         if self._consumer is not None:
             try:
-                self._consumer.close(autocommit=False)
+                self._consumer.close()
             except Exception as exc:  # closing must not hide the reason we are closing
                 log.warning("consumer close failed error=%r", exc)
         if self._producer is not None:
             try:
-                self._producer.close(timeout=5)
+                self._producer.close(timeout_s=5)
             except Exception as exc:
                 log.warning("producer close failed error=%r", exc)
         log.info("stream stopped stage=%s", self.stage)
@@ -151,36 +138,31 @@ class StreamLoop:
     # -- one batch ---------------------------------------------------------------------------
     def _step(self) -> None:
         try:
-            polled = self._consumer.poll(timeout_ms=self.config.commit_interval_ms, max_records=self.config.max_poll_records)
-        except KafkaError as exc:
+            polled = self._consumer.poll(self.config.commit_interval_ms / 1000, self.config.max_poll_records)
+        except GroupFencedError as exc:
+            raise self._fenced(exc) from exc
+        except FatalKafkaError as exc:  # a consumer cannot be replaced under the group's feet
+            raise FatalStreamError(f"{self.stage}: consumer can no longer take part ({exc})") from exc
+        except KafkaClientError as exc:
             # Nothing was processed: a lost connection or coordinator only delays the batch.
-            if is_group_fenced(exc):
-                raise self._fenced(exc) from exc
-            if isinstance(exc, FATAL):
-                raise FatalStreamError(f"{self.stage}: consumer can no longer take part ({exc!r})") from exc
-            log.warning("poll failed stage=%s error=%r; retrying", self.stage, exc)
-            self.stop.wait(REINIT_BACKOFF_S)
+            log.warning("poll failed stage=%s error=%s; retrying", self.stage, exc)
+            self.stop.wait(RETRY_BACKOFF_S)
             return
-        prefix = self.config.topic_prefix
-        records: list[InRecord] = []
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp, batch in polled.items():
-            for r in batch:
-                records.append(
-                    InRecord(
-                        topic=r.topic[len(prefix) :],
-                        partition=r.partition,
-                        offset=r.offset,
-                        key=r.key,
-                        value=r.value,
-                        timestamp_ms=r.timestamp,
-                        headers=list(r.headers or []),
-                    )
-                )
-            if batch:
-                offsets[tp] = OffsetAndMetadata(batch[-1].offset + 1, "", -1)
-                self._positions[tp] = batch[-1].offset + 1
-                self.metrics.records_in.labels(self.stage, tp.topic[len(prefix) :]).inc(len(batch))
+        prefix = len(self.config.topic_prefix)
+        records = [InRecord(r.topic[prefix:], r.partition, r.offset, r.key, r.value, r.timestamp_ms, r.headers) for r in polled]
+        # Each partition's records come in offset order: the last one seen is the next offset.
+        next_offsets: dict[tuple[str, int], int] = {}
+        counts: dict[tuple[str, int], int] = {}
+        for r in polled:
+            key = (r.topic, r.partition)
+            next_offsets[key] = r.offset + 1
+            counts[key] = counts.get(key, 0) + 1
+        offsets: dict[TopicPartition, int] = {}
+        for (topic, partition), offset in next_offsets.items():
+            tp = TopicPartition(topic, partition)
+            offsets[tp] = offset
+            self._positions[tp] = offset
+            self.metrics.records_in.labels(self.stage, topic[prefix:]).inc(counts[(topic, partition)])
         self._update_lag()
         if not records:
             return
@@ -190,18 +172,18 @@ class StreamLoop:
         self.metrics.batch_size.labels(self.stage).observe(len(records))
         self._commit(outputs, offsets)
 
-    def _commit(self, outputs: list[OutRecord], offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    def _commit(self, outputs: list[OutRecord], offsets: dict[TopicPartition, int]) -> None:
         started = time.perf_counter()
         try:
             self._transact(outputs, offsets)
-        except KafkaError as exc:
+        except KafkaClientError as exc:
             self.metrics.transactions.labels(self.stage, "aborted").inc()
-            if is_group_fenced(exc):
-                raise self._fenced(exc) from exc
-            if isinstance(exc, FATAL):
-                raise FatalStreamError(f"{self.stage}: producer can no longer commit ({exc!r}); fix the configuration and restart") from exc
-            log.warning("transaction aborted stage=%s records=%d error=%r", self.stage, len(outputs), exc)
-            self._abort_or_replace_producer(exc)
+            self._exit_if_final(exc, "producer can no longer commit")
+            log.warning("transaction aborted stage=%s records=%d error=%s", self.stage, len(outputs), exc)
+            if isinstance(exc, FatalKafkaError):
+                self._replace_producer(exc)
+            else:
+                self._abort_or_replace_producer(exc)
             self._rewind()
             return
         self.metrics.transactions.labels(self.stage, "committed").inc()
@@ -212,71 +194,72 @@ class StreamLoop:
         for topic, n in counts.items():
             self.metrics.records_out.labels(self.stage, topic).inc(n)
 
-    def _transact(self, outputs: list[OutRecord], offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    def _transact(self, outputs: list[OutRecord], offsets: dict[TopicPartition, int]) -> None:
         """One transaction: outputs and the consumed offsets, committed together or not at all."""
         producer = self._producer
         producer.begin_transaction()
+        prefix = self.config.topic_prefix
+        send = producer.send
         for out in outputs:
-            producer.send(
-                self.config.topic_prefix + out.topic,
-                key=out.key,
-                value=out.value,
-                headers=out.headers,
-                partition=out.partition,
-                timestamp_ms=out.timestamp_ms,
-            )
+            send(prefix + out.topic, out.value, out.key, out.headers, out.partition, out.timestamp_ms)
         # The group metadata (generation, member and instance id) lets the broker refuse the
         # offsets of a member the group has since replaced (KIP-447).
         producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
         producer.commit_transaction()
 
-    def _abort_or_replace_producer(self, cause: BaseException) -> None:
-        """End the failed transaction. A producer that cannot abort (its epoch was fenced by the
-        broker's timeout abort, it is mid epoch-bump, its transaction state is poisoned) is
-        replaced by a new one with the same transactional id, whose `init_transactions` aborts
-        whatever the old one left open."""
+    def _exit_if_final(self, exc: KafkaClientError, what: str) -> None:
+        """Raise FatalStreamError for the failures no new producer can fix."""
+        if isinstance(exc, GroupFencedError):
+            raise self._fenced(exc) from exc
+        if isinstance(exc, KafkaConfigError):
+            raise FatalStreamError(f"{self.stage}: {what} ({exc}); fix the configuration and restart") from exc
+
+    def _abort_or_replace_producer(self, cause: KafkaClientError) -> None:
+        """End the failed transaction; a producer that cannot abort is replaced."""
         try:
             self._producer.abort_transaction()
             return
-        except KafkaError as exc:
-            if is_group_fenced(exc):
-                raise self._fenced(exc) from exc
-            if isinstance(exc, FATAL):
-                raise FatalStreamError(f"{self.stage}: cannot abort transaction ({exc!r})") from exc
-            log.warning("producer cannot abort stage=%s error=%r cause=%r: replacing it", self.stage, exc, cause)
-        self._replace_producer()
+        except KafkaClientError as exc:
+            self._exit_if_final(exc, "cannot abort transaction")
+            log.warning("producer cannot abort stage=%s error=%s cause=%s", self.stage, exc, cause)
+        self._replace_producer(cause)
 
-    def _replace_producer(self) -> None:
+    def _replace_producer(self, cause: KafkaClientError) -> None:
+        """Close this producer and start a new one with the same transactional id, whose
+        `init_transactions` aborts whatever the old one left open."""
+        log.warning("replacing the producer stage=%s cause=%s", self.stage, cause)
         old, self._producer = self._producer, None
         try:
             if old is not None:
-                old.close(timeout=0)
+                old.close(timeout_s=0)
         except Exception as exc:  # the old producer is beyond use either way
             log.warning("closing the old producer failed stage=%s error=%r", self.stage, exc)
         self._producer = self._init_producer()
 
-    def _init_producer(self) -> Any:
+    def _init_producer(self) -> Producer:
         """A transactional producer for this stage with its transactions initialised; retried
-        while the broker is unreachable. None when the loop was stopped meanwhile."""
+        while the broker is unreachable (or the previous epoch is still being fenced)."""
         cfg = self.config
         while True:
-            producer = clients.producer(
-                cfg.bootstrap_servers,
-                client_id=f"{cfg.group(self.stage)}-producer",
-                transactional_id=cfg.transactional_id(self.stage),
-                transaction_timeout_ms=cfg.transaction_timeout_ms,
-            )
+            producer: Producer | None = None
             try:
+                producer = self._kafka.producer(
+                    client_id=f"{cfg.group(self.stage)}-producer",
+                    transactional_id=cfg.transactional_id(self.stage),
+                    transaction_timeout_ms=cfg.transaction_timeout_ms,
+                )
                 producer.init_transactions()
-            except FATAL as exc:
-                producer.close(timeout=0)
-                raise FatalStreamError(f"{self.stage}: cannot initialise transactions ({exc!r})") from exc
-            except KafkaError as exc:
-                producer.close(timeout=0)
+            except KafkaClientError as exc:
+                if producer is not None:
+                    try:
+                        producer.close(timeout_s=0)
+                    except Exception as close_exc:
+                        log.warning("closing a failed producer failed stage=%s error=%r", self.stage, close_exc)
+                self._exit_if_final(exc, "cannot initialise transactions")
                 if self.stop.is_set():
-                    return None
-                log.warning("initialising transactions failed stage=%s error=%r; retrying", self.stage, exc)
-                self.stop.wait(REINIT_BACKOFF_S)
+                    raise _Stopped(f"initialising transactions: {exc}") from exc
+                log.warning("initialising transactions failed stage=%s error=%s; retrying", self.stage, exc)
+                self.stop.wait(RETRY_BACKOFF_S)
                 continue
             self.producer_generation += 1
             if self.producer_generation > 1:
@@ -286,7 +269,7 @@ class StreamLoop:
     def _fenced(self, exc: BaseException) -> FatalStreamError:
         return FatalStreamError(
             f"{self.stage}: fenced: another instance with the same instance id "
-            f"({self.config.transactional_id(self.stage)}) has taken this one's place in the group ({exc!r})"
+            f"({self.config.transactional_id(self.stage)}) has taken this one's place in the group ({exc})"
         )
 
     def _rewind(self) -> None:
@@ -297,18 +280,17 @@ class StreamLoop:
         self.restore(owned)
         while True:
             try:
-                for tp in self._consumer.assignment():
-                    committed = self._consumer.committed(tp)
-                    if committed is None:
-                        self._consumer.seek_to_beginning(tp)
-                    else:
-                        self._consumer.seek(tp, committed)
+                assignment = self._consumer.assignment()
+                for tp, committed in self._consumer.committed(assignment).items():
+                    self._consumer.seek(tp, BEGINNING if committed is None else committed)
                 return
-            except KafkaError as exc:
+            except GroupFencedError as exc:
+                raise self._fenced(exc) from exc
+            except KafkaClientError as exc:
                 if self.stop.is_set():
-                    raise FatalStreamError(f"{self.stage}: stopped during a rewind ({exc!r})") from exc
-                log.warning("rewind failed stage=%s error=%r; retrying", self.stage, exc)
-                self.stop.wait(REINIT_BACKOFF_S)
+                    raise _Stopped(f"rewind: {exc}") from exc
+                log.warning("rewind failed stage=%s error=%s; retrying", self.stage, exc)
+                self.stop.wait(RETRY_BACKOFF_S)
 
     # -- rebalance ---------------------------------------------------------------------------
     def assigned(self, tps: list[TopicPartition]) -> None:
@@ -343,17 +325,19 @@ class StreamLoop:
             by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
             try:
                 for partition, key, value in read_changelog(
-                    self.config.bootstrap_servers, self.config.topic(topic), partitions, client_id=self.config.group(self.stage)
+                    self._kafka, self.config.topic(topic), partitions, client_id=self.config.group(self.stage)
                 ):
                     by_partition[partition].append((key, value))
                     count += 1
                 break
-            except (KafkaError, OSError) as exc:
+            except KafkaConfigError as exc:
+                raise FatalStreamError(f"{self.stage}: cannot read the changelog ({exc})") from exc
+            except (KafkaClientError, OSError) as exc:
                 # A partition is never processed on partial state: read the changelog again.
                 if self.stop.is_set():
-                    raise FatalStreamError(f"{self.stage}: stopped during a restore ({exc!r})") from exc
-                log.warning("restore failed stage=%s partitions=%s error=%r; retrying", self.stage, partitions, exc)
-                self.stop.wait(REINIT_BACKOFF_S)
+                    raise _Stopped(f"restore: {exc}") from exc
+                log.warning("restore failed stage=%s partitions=%s error=%s; retrying", self.stage, partitions, exc)
+                self.stop.wait(RETRY_BACKOFF_S)
         for partition, entries in by_partition.items():
             self.processor.restore(partition, entries)
         elapsed = time.perf_counter() - started
@@ -371,22 +355,9 @@ class StreamLoop:
             high = self._consumer.highwater(tp)
             if high is None or tp not in self._positions:
                 continue
-            try:
-                # The consumer's own position has stepped over transaction markers, which our
-                # last-consumed offset has not: under read_committed that is the honest lag.
-                position = self._consumer.position(tp, timeout_ms=0)
-            except KafkaError:
-                continue
+            # The consumer's own position has stepped over transaction markers, which our
+            # last-consumed offset has not: under read_committed that is the honest lag.
+            position = self._consumer.position(tp)
             if position is not None:
                 self.metrics.lag.labels(self.stage, tp.topic[prefix:], str(tp.partition)).set(max(0, high - position))
 
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, loop: StreamLoop) -> None:
-        self.loop = loop
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.loop.revoked(list(revoked))
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.loop.assigned(list(assigned))

@@ -13,6 +13,7 @@ const STALE_MS = 3600 * 1000;
 
 const $ = (id) => document.getElementById(id);
 const cards = new Map(); // patient_id -> {el, html}
+let me = { user: "", role: "viewer", may_acknowledge: false, csrf: "" }; // the signed-in user, from /api/me
 const sending = new Set(); // alert ids with a POST in flight
 
 function esc(value) {
@@ -61,6 +62,7 @@ function alertItem(p, a) {
   let action;
   if (a.acknowledged) action = `<span class="ack-done">✓ Acknowledged</span>`;
   else if (a.ack_pending || sending.has(a.alert_id)) action = `<button class="ack" disabled>Acknowledging…</button>`;
+  else if (!me.may_acknowledge) action = `<span class="ack-none" title="only clinicians acknowledge">open</span>`;
   else action = `<button class="ack" data-patient="${esc(p.patient_id)}" data-alert="${esc(a.alert_id)}">Acknowledge</button>`;
   return `<li class="alert sev-${sev}${a.acknowledged ? " acked" : ""}" data-alert-id="${esc(a.alert_id)}">` +
     `<span class="pill sev-${sev}">${esc(SEVERITY_LABEL[a.severity] || a.severity)}</span>` +
@@ -133,12 +135,12 @@ async function acknowledge(button) {
   button.disabled = true;
   button.textContent = "Acknowledging…";
   try {
-    const by = $("ack-by").value.trim() || "ward-view";
-    localStorage.setItem("wardwatch.by", by);
+    // The server names the signed-in user; the CSRF token proves the request comes from this page.
     const response = await fetch("/api/acknowledge", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ patient_id: button.dataset.patient, alert_id: alertId, by }),
+      method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf },
+      body: JSON.stringify({ patient_id: button.dataset.patient, alert_id: alertId }),
     });
+    if (response.status === 401) { location.assign("/login"); return; }
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
       throw new Error(body.error || response.statusText);
@@ -153,7 +155,7 @@ async function acknowledge(button) {
 }
 
 function poll() {
-  fetch("/api/ward").then((r) => r.json()).then(render)
+  fetch("/api/ward").then((r) => { if (r.status === 401) location.assign("/login"); return r.json(); }).then(render)
     .catch(() => setConnection("down", "Reconnecting…"))
     .finally(() => setTimeout(poll, 2000));
 }
@@ -169,5 +171,18 @@ document.addEventListener("click", (e) => {
   const button = e.target.closest("button.ack");
   if (button && !button.disabled) acknowledge(button);
 });
-$("ack-by").value = localStorage.getItem("wardwatch.by") || "ward-view";
-connect();
+async function signOut() {
+  const response = await fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": me.csrf } });
+  location.assign(response.redirected ? response.url : "/login");
+}
+
+async function start() {
+  const response = await fetch("/api/me");
+  if (!response.ok) { location.assign("/login"); return; }
+  me = await response.json();
+  $("me").textContent = `${me.user} · ${me.role}`;
+  $("signout").addEventListener("click", signOut);
+  connect();
+}
+
+start();
