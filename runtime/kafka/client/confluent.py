@@ -215,7 +215,13 @@ class ConfluentProducer:
         self._retrying("abort_transaction", self._p.abort_transaction, _OP_TIMEOUT_S)
 
     def close(self, timeout_s: float) -> None:
-        self._p.flush(timeout_s)
+        try:
+            self._p.flush(timeout_s)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is None or not err.fatal():
+                raise
+            # A producer in a fatal state has nothing left to deliver: it is only let go.
 
 
 class ConfluentConsumer:
@@ -260,7 +266,9 @@ class ConfluentConsumer:
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     self._eof[TopicPartition(m.topic(), m.partition())] = m.offset()
-                elif err.fatal():
+                elif err.fatal() or err.code() == KafkaError._FATAL:
+                    # _FATAL: the consumer is dead for good; its text names the cause (a static
+                    # member fenced by a newer one with the same group.instance.id, say).
                     raise _from_kafka_error(err)
                 else:  # transient (broker down, say): librdkafka retries on its own
                     log.debug("consumer error=%s", err.name())
