@@ -195,11 +195,36 @@ class _Listener(kafka.ConsumerRebalanceListener):
 class KafkaPythonConsumer:
     def __init__(self, config: dict[str, Any]) -> None:
         self._c = kafka.KafkaConsumer(**config)
+        self._fenced: BaseException | None = None
+        if config.get("group_instance_id") is not None:
+            self._watch_heartbeat_fencing()
+
+    def _watch_heartbeat_fencing(self) -> None:
+        """kafka-python's heartbeat thread meets FENCED_INSTANCE_ID (another consumer registered
+        our group instance id), stops heartbeating and tells no one: `poll` goes on fetching the
+        partitions the group gave to the other consumer. Note it here so `poll` raises it.
+        (Private API of the pinned kafka-python; without it, fencing still shows when this
+        member's next transaction commits its offsets.)"""
+        coordinator = getattr(self._c, "_coordinator", None)
+        send = getattr(coordinator, "_send_heartbeat_request", None)
+        if coordinator is None or send is None:
+            return
+
+        async def watched() -> Any:
+            try:
+                return await send()
+            except FencedInstanceIdError as exc:
+                self._fenced = exc
+                raise
+
+        coordinator._send_heartbeat_request = watched
 
     def subscribe(self, topics: Sequence[str], *, on_assigned: Partitions, on_revoked: Partitions) -> None:
         self._c.subscribe(topics=list(topics), listener=_Listener(on_assigned, on_revoked))
 
     def poll(self, timeout_s: float, max_records: int) -> list[Record]:
+        if self._fenced is not None:
+            raise GroupFencedError(repr(self._fenced))
         try:
             polled = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except KafkaError as exc:
