@@ -21,6 +21,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from runtime.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 # Batches take milliseconds; restores and event-to-score latency up to seconds.
@@ -111,10 +113,19 @@ def new_registry() -> CollectorRegistry:
 
 
 def serve(registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> int | None:
-    """Serve /metrics for `registry`; returns the bound port (port 0 picks a free one)."""
+    """Serve /metrics for `registry`; returns the bound port (port 0 picks a free one).
+
+    A port that cannot be bound (taken by another instance, say) is a configuration error
+    naming the port, raised before the service touches Kafka."""
     if port < 0:
         return None
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(
+            f"--metrics-port={port} (WARDWATCH_METRICS_PORT) on {host}: cannot listen ({exc.strerror or exc}); "
+            "choose another port, 0 for any free one, or -1 to turn metrics off"
+        ) from None
     bound = server.server_address[1]
     log.info("metrics serving url=http://%s:%d/metrics", "127.0.0.1" if host == "0.0.0.0" else host, bound)
     return bound

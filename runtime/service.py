@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from runtime import metrics as metrics_module
 from runtime.config import StreamConfig
 from runtime.filemode import dlq_path, run_file
-from runtime.kafka.loop import StreamLoop
+from runtime.kafka.loop import FatalStreamError, StreamLoop
 from runtime.metrics import StreamMetrics
 from runtime.processor import Processor
 
@@ -74,5 +74,9 @@ def run_stream(
         return 0
     metrics_module.serve(registry, config.metrics_port, config.metrics_host)
     tune_gc()
-    StreamLoop(processor, config, stream_metrics, stop or stop_on_signals(), assignor=assignor).run()
+    try:
+        StreamLoop(processor, config, stream_metrics, stop or stop_on_signals(), assignor=assignor).run()
+    except FatalStreamError as exc:  # fenced or misconfigured: one line, not a traceback
+        log.error("stream failed: %s", exc)
+        return 1
     return 0

@@ -5,6 +5,23 @@ transaction (exactly-once, docs/guarantees.md). Partition assignment restores st
 changelog before any record of that partition is processed; revocation drops it. An aborted
 transaction rewinds: state is rebuilt from the changelog and the consumer seeks back to the
 committed offsets, so the retry sees exactly what the failed attempt saw.
+
+Bad days (docs/guarantees.md). The client layer sorts every failure into one of four kinds
+(runtime/kafka/client/base.py), and the loop answers each its own way:
+- `KafkaClientError`: abort the transaction and rewind.
+- `FatalKafkaError`: this producer instance is beyond use (the broker aborted our transaction
+  while the process was paused past its transaction timeout, a network cut outlived it, the
+  client is stuck mid epoch-bump). The producer is replaced: a new one with the same
+  transactional id runs `init_transactions`, which fences the old epoch and finishes whatever
+  it left open, and the loop rewinds as for any abort. A producer that cannot even abort is
+  replaced the same way.
+- `GroupFencedError`: who owns a partition is the consumer group's decision, not the
+  producer's. The group instance id is the stage's instance id (static membership), so a second
+  process started with the same id fences the first at the group coordinator, and every
+  transaction carries the group generation (KIP-447), so a zombie can never commit offsets.
+  The fenced process exits (FatalStreamError).
+- `KafkaConfigError` (not authorised, unsupported version): exit; no retry can fix it.
+Polls, restores and rewinds are retried through network errors: nothing was processed yet.
 """
 
 from __future__ import annotations
@@ -17,7 +34,17 @@ from typing import Any
 from runtime.config import StreamConfig
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.changelog import read_changelog
-from runtime.kafka.client import BEGINNING, FatalKafkaError, KafkaClientError, TopicPartition, from_config, wait_for_broker
+from runtime.kafka.client import (
+    BEGINNING,
+    FatalKafkaError,
+    GroupFencedError,
+    KafkaClientError,
+    KafkaConfigError,
+    Producer,
+    TopicPartition,
+    from_config,
+    wait_for_broker,
+)
 from runtime.metrics import StreamMetrics
 from runtime.processor import Processor
 from runtime.records import InRecord, OutRecord
@@ -25,8 +52,16 @@ from runtime.topics import specs
 
 log = logging.getLogger(__name__)
 
+# How long to wait between attempts when the broker is unreachable (new producer, poll, rewind).
+RETRY_BACKOFF_S = 1.0
+
+
 class FatalStreamError(RuntimeError):
     """The process can no longer take part safely (fenced by a newer instance, say)."""
+
+
+class _Stopped(Exception):
+    """The loop was told to stop while it was retrying a broker it cannot reach."""
 
 
 class StreamLoop:
@@ -53,6 +88,7 @@ class StreamLoop:
         self._consumer: Any = None
         self._producer: Any = None
         self._positions: dict[TopicPartition, int] = {}
+        self.producer_generation = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -68,20 +104,21 @@ class StreamLoop:
             group_id=group,
             assignor=self.assignor,
             max_poll_records=cfg.max_poll_records,
-        )
-        self._producer = self._kafka.producer(
-            client_id=f"{group}-producer",
-            transactional_id=cfg.transactional_id(self.stage),
-            transaction_timeout_ms=cfg.transaction_timeout_ms,
+            # Static membership: the instance id is the identity the group fences zombies by.
+            instance_id=cfg.transactional_id(self.stage),
         )
         try:
-            self._producer.init_transactions()
+            self._producer = self._init_producer()
             inputs = [cfg.topic(t) for t in self.processor.input_topics]
             self._consumer.subscribe(inputs, on_assigned=self.assigned, on_revoked=self.revoked)
             log.info("stream started stage=%s group=%s inputs=%s client=%s",
                      self.stage, group, ",".join(self.processor.input_topics), self._kafka.name)
             while not self.stop.is_set():
                 self._step()
+        except _Stopped as stopped:
+            log.warning("stream stopped while retrying stage=%s error=%s", self.stage, stopped)
+        except GroupFencedError as exc:
+            raise self._fenced(exc) from exc
         finally:
             self._close()
 
@@ -100,7 +137,17 @@ class StreamLoop:
 
     # -- one batch ---------------------------------------------------------------------------
     def _step(self) -> None:
-        polled = self._consumer.poll(self.config.commit_interval_ms / 1000, self.config.max_poll_records)
+        try:
+            polled = self._consumer.poll(self.config.commit_interval_ms / 1000, self.config.max_poll_records)
+        except GroupFencedError as exc:
+            raise self._fenced(exc) from exc
+        except FatalKafkaError as exc:  # a consumer cannot be replaced under the group's feet
+            raise FatalStreamError(f"{self.stage}: consumer can no longer take part ({exc})") from exc
+        except KafkaClientError as exc:
+            # Nothing was processed: a lost connection or coordinator only delays the batch.
+            log.warning("poll failed stage=%s error=%s; retrying", self.stage, exc)
+            self.stop.wait(RETRY_BACKOFF_S)
+            return
         prefix = len(self.config.topic_prefix)
         records = [InRecord(r.topic[prefix:], r.partition, r.offset, r.key, r.value, r.timestamp_ms, r.headers) for r in polled]
         # Each partition's records come in offset order: the last one seen is the next offset.
@@ -126,28 +173,17 @@ class StreamLoop:
         self._commit(outputs, offsets)
 
     def _commit(self, outputs: list[OutRecord], offsets: dict[TopicPartition, int]) -> None:
-        producer = self._producer
         started = time.perf_counter()
         try:
-            producer.begin_transaction()
-            prefix = self.config.topic_prefix
-            send = producer.send
-            for out in outputs:
-                send(prefix + out.topic, out.value, out.key, out.headers, out.partition, out.timestamp_ms)
-            producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
-            producer.commit_transaction()
-        except FatalKafkaError as exc:
-            self.metrics.transactions.labels(self.stage, "aborted").inc()
-            raise FatalStreamError(f"{self.stage}: producer can no longer commit ({exc!r}); restart the process") from exc
+            self._transact(outputs, offsets)
         except KafkaClientError as exc:
             self.metrics.transactions.labels(self.stage, "aborted").inc()
-            log.warning("transaction aborted stage=%s records=%d error=%r", self.stage, len(outputs), exc)
-            try:
-                producer.abort_transaction()
-            except FatalKafkaError as fatal:
-                raise FatalStreamError(f"{self.stage}: cannot abort transaction ({fatal!r})") from fatal
-            except KafkaClientError as abort_exc:
-                raise FatalStreamError(f"{self.stage}: cannot abort transaction ({abort_exc!r})") from abort_exc
+            self._exit_if_final(exc, "producer can no longer commit")
+            log.warning("transaction aborted stage=%s records=%d error=%s", self.stage, len(outputs), exc)
+            if isinstance(exc, FatalKafkaError):
+                self._replace_producer(exc)
+            else:
+                self._abort_or_replace_producer(exc)
             self._rewind()
             return
         self.metrics.transactions.labels(self.stage, "committed").inc()
@@ -158,14 +194,103 @@ class StreamLoop:
         for topic, n in counts.items():
             self.metrics.records_out.labels(self.stage, topic).inc(n)
 
+    def _transact(self, outputs: list[OutRecord], offsets: dict[TopicPartition, int]) -> None:
+        """One transaction: outputs and the consumed offsets, committed together or not at all."""
+        producer = self._producer
+        producer.begin_transaction()
+        prefix = self.config.topic_prefix
+        send = producer.send
+        for out in outputs:
+            send(prefix + out.topic, out.value, out.key, out.headers, out.partition, out.timestamp_ms)
+        # The group metadata (generation, member and instance id) lets the broker refuse the
+        # offsets of a member the group has since replaced (KIP-447).
+        producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
+        producer.commit_transaction()
+
+    def _exit_if_final(self, exc: KafkaClientError, what: str) -> None:
+        """Raise FatalStreamError for the failures no new producer can fix."""
+        if isinstance(exc, GroupFencedError):
+            raise self._fenced(exc) from exc
+        if isinstance(exc, KafkaConfigError):
+            raise FatalStreamError(f"{self.stage}: {what} ({exc}); fix the configuration and restart") from exc
+
+    def _abort_or_replace_producer(self, cause: KafkaClientError) -> None:
+        """End the failed transaction; a producer that cannot abort is replaced."""
+        try:
+            self._producer.abort_transaction()
+            return
+        except KafkaClientError as exc:
+            self._exit_if_final(exc, "cannot abort transaction")
+            log.warning("producer cannot abort stage=%s error=%s cause=%s", self.stage, exc, cause)
+        self._replace_producer(cause)
+
+    def _replace_producer(self, cause: KafkaClientError) -> None:
+        """Close this producer and start a new one with the same transactional id, whose
+        `init_transactions` aborts whatever the old one left open."""
+        log.warning("replacing the producer stage=%s cause=%s", self.stage, cause)
+        old, self._producer = self._producer, None
+        try:
+            if old is not None:
+                old.close(timeout_s=0)
+        except Exception as exc:  # the old producer is beyond use either way
+            log.warning("closing the old producer failed stage=%s error=%r", self.stage, exc)
+        self._producer = self._init_producer()
+
+    def _init_producer(self) -> Producer:
+        """A transactional producer for this stage with its transactions initialised; retried
+        while the broker is unreachable (or the previous epoch is still being fenced)."""
+        cfg = self.config
+        while True:
+            producer: Producer | None = None
+            try:
+                producer = self._kafka.producer(
+                    client_id=f"{cfg.group(self.stage)}-producer",
+                    transactional_id=cfg.transactional_id(self.stage),
+                    transaction_timeout_ms=cfg.transaction_timeout_ms,
+                )
+                producer.init_transactions()
+            except KafkaClientError as exc:
+                if producer is not None:
+                    try:
+                        producer.close(timeout_s=0)
+                    except Exception as close_exc:
+                        log.warning("closing a failed producer failed stage=%s error=%r", self.stage, close_exc)
+                self._exit_if_final(exc, "cannot initialise transactions")
+                if self.stop.is_set():
+                    raise _Stopped(f"initialising transactions: {exc}") from exc
+                log.warning("initialising transactions failed stage=%s error=%s; retrying", self.stage, exc)
+                self.stop.wait(RETRY_BACKOFF_S)
+                continue
+            self.producer_generation += 1
+            if self.producer_generation > 1:
+                log.info("producer replaced stage=%s generation=%d", self.stage, self.producer_generation)
+            return producer
+
+    def _fenced(self, exc: BaseException) -> FatalStreamError:
+        return FatalStreamError(
+            f"{self.stage}: fenced: another instance with the same instance id "
+            f"({self.config.transactional_id(self.stage)}) has taken this one's place in the group ({exc})"
+        )
+
     def _rewind(self) -> None:
-        """After an abort: rebuild state from the changelog and re-read from committed offsets."""
+        """After an abort: rebuild state from the changelog and re-read from committed offsets.
+        Retried while the broker is unreachable: no record may be processed before it is done."""
         owned = sorted(self.owned)
         self.processor.drop(owned)
         self.restore(owned)
-        assignment = self._consumer.assignment()
-        for tp, committed in self._consumer.committed(assignment).items():
-            self._consumer.seek(tp, BEGINNING if committed is None else committed)
+        while True:
+            try:
+                assignment = self._consumer.assignment()
+                for tp, committed in self._consumer.committed(assignment).items():
+                    self._consumer.seek(tp, BEGINNING if committed is None else committed)
+                return
+            except GroupFencedError as exc:
+                raise self._fenced(exc) from exc
+            except KafkaClientError as exc:
+                if self.stop.is_set():
+                    raise _Stopped(f"rewind: {exc}") from exc
+                log.warning("rewind failed stage=%s error=%s; retrying", self.stage, exc)
+                self.stop.wait(RETRY_BACKOFF_S)
 
     # -- rebalance ---------------------------------------------------------------------------
     def assigned(self, tps: list[TopicPartition]) -> None:
@@ -195,13 +320,24 @@ class StreamLoop:
         if not topic or not partitions:
             return
         started = time.perf_counter()
-        count = 0
-        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
-        for partition, key, value in read_changelog(
-            self._kafka, self.config.topic(topic), partitions, client_id=self.config.group(self.stage)
-        ):
-            by_partition[partition].append((key, value))
-            count += 1
+        while True:
+            count = 0
+            by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
+            try:
+                for partition, key, value in read_changelog(
+                    self._kafka, self.config.topic(topic), partitions, client_id=self.config.group(self.stage)
+                ):
+                    by_partition[partition].append((key, value))
+                    count += 1
+                break
+            except KafkaConfigError as exc:
+                raise FatalStreamError(f"{self.stage}: cannot read the changelog ({exc})") from exc
+            except (KafkaClientError, OSError) as exc:
+                # A partition is never processed on partial state: read the changelog again.
+                if self.stop.is_set():
+                    raise _Stopped(f"restore: {exc}") from exc
+                log.warning("restore failed stage=%s partitions=%s error=%s; retrying", self.stage, partitions, exc)
+                self.stop.wait(RETRY_BACKOFF_S)
         for partition, entries in by_partition.items():
             self.processor.restore(partition, entries)
         elapsed = time.perf_counter() - started

@@ -22,8 +22,10 @@ from runtime.kafka.client.base import (
     Consumer,
     Delivery,
     FatalKafkaError,
+    GroupFencedError,
     KafkaClient,
     KafkaClientError,
+    KafkaConfigError,
     NewTopic,
     Producer,
     Record,
@@ -38,7 +40,8 @@ ENV: Final = "WARDWATCH_KAFKA_CLIENT"
 
 __all__ = [
     "ASSIGNORS", "BEGINNING", "CLIENTS", "CONFLUENT", "COOPERATIVE_STICKY", "DEFAULT_CLIENT", "END", "KAFKA_PYTHON", "RANGE",
-    "Admin", "Consumer", "Delivery", "FatalKafkaError", "KafkaClient", "KafkaClientError", "NewTopic", "Producer", "Record",
+    "Admin", "Consumer", "Delivery", "FatalKafkaError", "GroupFencedError", "KafkaClient", "KafkaClientError",
+    "KafkaConfigError", "NewTopic", "Producer", "Record",
     "TopicPartition", "connect", "from_config", "wait_for_broker",
 ]
 

@@ -23,6 +23,11 @@ RANGE: Final = "range"
 COOPERATIVE_STICKY: Final = "cooperative-sticky"
 ASSIGNORS: Final = (RANGE, COOPERATIVE_STICKY)
 
+# A group member that stops heartbeating (crashed, paused, cut off) loses its partitions after
+# this long; a static member restarted within it gets them back without a rebalance.
+SESSION_TIMEOUT_MS: Final = 10_000
+HEARTBEAT_INTERVAL_MS: Final = 3_000
+
 
 class TopicPartition(NamedTuple):
     """One partition of one topic (hashable: a dict key for offsets and lag)."""
@@ -57,7 +62,20 @@ class KafkaClientError(Exception):
 
 
 class FatalKafkaError(KafkaClientError):
-    """The client can no longer take part safely (fenced by a newer instance, not authorised...)."""
+    """This client instance can no longer be used: its producer epoch was fenced (the broker
+    aborted its timed-out transaction, or a newer producer took its transactional id), its
+    transaction state is poisoned. A new instance may succeed: a new transactional producer's
+    `init_transactions` finishes whatever the old one left open."""
+
+
+class GroupFencedError(FatalKafkaError):
+    """Another consumer registered this one's group instance id (static membership): it owns
+    the partitions now, and this process must stop taking part (FENCED_INSTANCE_ID)."""
+
+
+class KafkaConfigError(FatalKafkaError):
+    """No new client instance can fix it: not authorised, or the broker does not support what
+    the client needs. The configuration must change."""
 
 
 class Delivery(Protocol):
@@ -203,9 +221,13 @@ class KafkaClient(Protocol):
         max_poll_records: int = 10_000,
         auto_offset_reset: str = "earliest",
         large_fetches: bool = False,
+        instance_id: str | None = None,
     ) -> Consumer:
-        """A read_committed consumer that never commits on its own. `large_fetches`: bigger fetch
-        sizes for reading whole partitions (restore)."""
+        """A read_committed consumer that never commits on its own (session timeout: 10 s).
+        `large_fetches`: bigger fetch sizes for reading whole partitions (restore).
+        `instance_id`: static group membership; a second consumer with the same id fences
+        this one (GroupFencedError), and a restart within the session timeout keeps its
+        partitions without a rebalance."""
         ...
 
     def admin(self, *, client_id: str = "wardwatch-admin", timeout_s: float | None = None) -> Admin: ...

@@ -25,9 +25,13 @@ from confluent_kafka.admin import NewTopic as _NewTopic
 
 from runtime.kafka.client.base import (
     COOPERATIVE_STICKY,
+    HEARTBEAT_INTERVAL_MS,
+    SESSION_TIMEOUT_MS,
     FatalKafkaError,
+    GroupFencedError,
     Headers,
     KafkaClientError,
+    KafkaConfigError,
     NewTopic,
     Partitions,
     Record,
@@ -37,15 +41,23 @@ from runtime.kafka.client.base import (
 NAME = "confluent"
 log = logging.getLogger("runtime.kafka.librdkafka")
 
-# Errors after which this producer must not go on (a newer instance owns its transactional id).
+# Errors after which this producer instance must not go on: its epoch was fenced (by the
+# broker's abort of a timed-out transaction, or a newer producer). librdkafka marks most of them
+# fatal (`err.fatal()`); a fatal error can only be cleared by a new producer instance.
 _FATAL_CODES = {
     KafkaError._FENCED,
     KafkaError.PRODUCER_FENCED,
     KafkaError.INVALID_PRODUCER_EPOCH,
+}
+# No new instance can fix these: the configuration must change.
+_CONFIG_CODES = {
     KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
     KafkaError.CLUSTER_AUTHORIZATION_FAILED,
     KafkaError.TOPIC_AUTHORIZATION_FAILED,
     KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.UNSUPPORTED_VERSION,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._AUTHENTICATION,
 }
 _OP_TIMEOUT_S = 30.0
 _RETRY_FOR_S = 300.0
@@ -69,8 +81,23 @@ def _error(exc: BaseException) -> KafkaClientError:
     return _from_kafka_error(err)
 
 
+def _group_fenced(err: KafkaError) -> bool:
+    """FENCED_INSTANCE_ID, also as librdkafka's fatal consumer error (code _FATAL) whose text
+    names the cause ("Static consumer fenced by other consumer with same group.instance.id")."""
+    text = err.str()
+    return err.code() == KafkaError.FENCED_INSTANCE_ID or "Static consumer fenced" in text or "FENCED_INSTANCE_ID" in text
+
+
 def _from_kafka_error(err: KafkaError) -> KafkaClientError:
-    cls = FatalKafkaError if (err.fatal() or err.code() in _FATAL_CODES) else KafkaClientError
+    cls: type[KafkaClientError]
+    if _group_fenced(err):
+        cls = GroupFencedError
+    elif err.code() in _CONFIG_CODES:
+        cls = KafkaConfigError
+    elif err.fatal() or err.code() in _FATAL_CODES:
+        cls = FatalKafkaError
+    else:
+        cls = KafkaClientError
     return cls(f"{err.name()}: {err.str()}")
 
 
@@ -188,7 +215,13 @@ class ConfluentProducer:
         self._retrying("abort_transaction", self._p.abort_transaction, _OP_TIMEOUT_S)
 
     def close(self, timeout_s: float) -> None:
-        self._p.flush(timeout_s)
+        try:
+            self._p.flush(timeout_s)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is None or not err.fatal():
+                raise
+            # A producer in a fatal state has nothing left to deliver: it is only let go.
 
 
 class ConfluentConsumer:
@@ -233,7 +266,9 @@ class ConfluentConsumer:
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     self._eof[TopicPartition(m.topic(), m.partition())] = m.offset()
-                elif err.fatal():
+                elif err.fatal() or err.code() == KafkaError._FATAL:
+                    # _FATAL: the consumer is dead for good; its text names the cause (a static
+                    # member fenced by a newer one with the same group.instance.id, say).
                     raise _from_kafka_error(err)
                 else:  # transient (broker down, say): librdkafka retries on its own
                     log.debug("consumer error=%s", err.name())
@@ -390,7 +425,8 @@ class ConfluentClient:
         return ConfluentProducer(config, transactional=transactional_id is not None)
 
     def consumer(self, *, client_id: str, group_id: str | None, assignor: str | None = None, max_poll_records: int = 10_000,
-                 auto_offset_reset: str = "earliest", large_fetches: bool = False) -> ConfluentConsumer:
+                 auto_offset_reset: str = "earliest", large_fetches: bool = False,
+                 instance_id: str | None = None) -> ConfluentConsumer:
         config: dict[str, Any] = {
             **self._common, "client.id": client_id, "enable.auto.commit": False, "enable.auto.offset.store": False,
             "isolation.level": "read_committed", "auto.offset.reset": auto_offset_reset,
@@ -401,8 +437,10 @@ class ConfluentClient:
             "enable.partition.eof": group_id is None,
             # The same liveness settings as kafka-python's defaults: a killed member's partitions
             # move after 10 s, not librdkafka's 45 s.
-            "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3_000,
+            "session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
         }
+        if instance_id is not None:
+            config["group.instance.id"] = instance_id
         # librdkafka wants a group id even for assign()-only consumers; it is never joined or committed.
         config["group.id"] = group_id if group_id is not None else f"{client_id}-unjoined"
         if assignor is not None:

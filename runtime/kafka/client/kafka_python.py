@@ -11,7 +11,10 @@ from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssi
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import (
     AuthorizationError,
+    FencedInstanceIdError,
+    IllegalStateError,
     InvalidProducerEpochError,
+    InvalidTxnStateError,
     KafkaError,
     ProducerFencedError,
     TopicAlreadyExistsError,
@@ -23,10 +26,14 @@ from runtime.kafka.client.base import (
     BEGINNING,
     COOPERATIVE_STICKY,
     END,
+    HEARTBEAT_INTERVAL_MS,
     RANGE,
+    SESSION_TIMEOUT_MS,
     FatalKafkaError,
+    GroupFencedError,
     Headers,
     KafkaClientError,
+    KafkaConfigError,
     NewTopic,
     Partitions,
     Record,
@@ -34,7 +41,12 @@ from runtime.kafka.client.base import (
 )
 
 NAME = "kafka-python"
-FATAL = (ProducerFencedError, InvalidProducerEpochError, AuthorizationError, UnsupportedVersionError)
+# This producer instance is beyond use: its epoch was fenced (a newer producer, or the broker's
+# abort of a timed-out transaction), or its transaction state machine is stuck (kafka-python
+# reports "Invalid transition attempted from state BUMPING_PRODUCER_EPOCH ..." as IllegalStateError).
+FATAL = (ProducerFencedError, InvalidProducerEpochError, InvalidTxnStateError, IllegalStateError)
+# No new instance can fix these: the configuration must change.
+CONFIG = (AuthorizationError, UnsupportedVersionError)
 ASSIGNOR_CLASSES = {RANGE: RangePartitionAssignor, COOPERATIVE_STICKY: CooperativeStickyAssignor}
 
 # Standard Kafka client property -> kafka-python keyword argument.
@@ -76,8 +88,23 @@ def _ours(tp: Any) -> TopicPartition:
     return TopicPartition(tp.topic, tp.partition)
 
 
+def _group_fenced(exc: BaseException) -> bool:
+    """FencedInstanceIdError, also where the producer wraps it in the error that poisoned its
+    transaction ("... error state: FencedInstanceIdError")."""
+    text = str(exc)
+    return isinstance(exc, FencedInstanceIdError) or "FencedInstanceId" in text or "FENCED_INSTANCE_ID" in text
+
+
 def _error(exc: KafkaError) -> KafkaClientError:
-    cls = FatalKafkaError if isinstance(exc, FATAL) else KafkaClientError
+    cls: type[KafkaClientError]
+    if _group_fenced(exc):
+        cls = GroupFencedError
+    elif isinstance(exc, CONFIG):
+        cls = KafkaConfigError
+    elif isinstance(exc, FATAL):
+        cls = FatalKafkaError
+    else:
+        cls = KafkaClientError
     return cls(repr(exc))
 
 
@@ -168,11 +195,36 @@ class _Listener(kafka.ConsumerRebalanceListener):
 class KafkaPythonConsumer:
     def __init__(self, config: dict[str, Any]) -> None:
         self._c = kafka.KafkaConsumer(**config)
+        self._fenced: BaseException | None = None
+        if config.get("group_instance_id") is not None:
+            self._watch_heartbeat_fencing()
+
+    def _watch_heartbeat_fencing(self) -> None:
+        """kafka-python's heartbeat thread meets FENCED_INSTANCE_ID (another consumer registered
+        our group instance id), stops heartbeating and tells no one: `poll` goes on fetching the
+        partitions the group gave to the other consumer. Note it here so `poll` raises it.
+        (Private API of the pinned kafka-python; without it, fencing still shows when this
+        member's next transaction commits its offsets.)"""
+        coordinator = getattr(self._c, "_coordinator", None)
+        send = getattr(coordinator, "_send_heartbeat_request", None)
+        if coordinator is None or send is None:
+            return
+
+        async def watched() -> Any:
+            try:
+                return await send()
+            except FencedInstanceIdError as exc:
+                self._fenced = exc
+                raise
+
+        coordinator._send_heartbeat_request = watched
 
     def subscribe(self, topics: Sequence[str], *, on_assigned: Partitions, on_revoked: Partitions) -> None:
         self._c.subscribe(topics=list(topics), listener=_Listener(on_assigned, on_revoked))
 
     def poll(self, timeout_s: float, max_records: int) -> list[Record]:
+        if self._fenced is not None:
+            raise GroupFencedError(repr(self._fenced))
         try:
             polled = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except KafkaError as exc:
@@ -319,11 +371,15 @@ class KafkaPythonClient:
         return _build(KafkaPythonProducer, config)
 
     def consumer(self, *, client_id: str, group_id: str | None, assignor: str | None = None, max_poll_records: int = 10_000,
-                 auto_offset_reset: str = "earliest", large_fetches: bool = False) -> KafkaPythonConsumer:
+                 auto_offset_reset: str = "earliest", large_fetches: bool = False,
+                 instance_id: str | None = None) -> KafkaPythonConsumer:
         config: dict[str, Any] = dict(
             self._common, client_id=client_id, group_id=group_id, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset=auto_offset_reset, max_poll_records=max_poll_records,
+            session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
         )
+        if instance_id is not None:
+            config["group_instance_id"] = instance_id
         if assignor is not None:
             config["partition_assignment_strategy"] = [ASSIGNOR_CLASSES[assignor]]
         if large_fetches:
