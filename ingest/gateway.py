@@ -30,6 +30,7 @@ from ingest.validate import Limits, Rejected, decode_json
 from runtime import metrics as metrics_module
 from runtime.config import KafkaConfig, require, setting
 from runtime.kafka.admin import ensure_topics
+from runtime.kafka import security as kafka_security
 from runtime.kafka.clients import producer, servers
 from runtime.records import JSON_HEADERS, to_json
 from runtime.topics import VITALS_RAW, specs
@@ -185,7 +186,8 @@ class KafkaSink:
                     if probe is None:
                         probe = KafkaAdminClient(bootstrap_servers=servers(self.config.bootstrap_servers),
                                                  client_id="wardwatch-gateway-probe", request_timeout_ms=timeout_ms,
-                                                 bootstrap_timeout_ms=timeout_ms)
+                                                 bootstrap_timeout_ms=timeout_ms,
+                                                 **kafka_security.kafka_python(kafka_security.current_properties()))
                     probe.describe_cluster()
                     self._set_connected(True)
             except Exception as exc:  # any failure to reach Kafka is reported the same way: 503

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from kafka import KafkaProducer
 
 from runtime.topics import VITALS, VITALS_DLQ, VITALS_RAW
-from tests.support.kafka import Service, create_topics, read_committed, spawn
+from tests.support.kafka import Service, client_kwargs, create_topics, read_committed, spawn
 from tests.test_ingest_properties import json_values, reading_like
 
 pytestmark = pytest.mark.kafka
@@ -57,7 +57,7 @@ def test_every_generated_record_lands_exactly_once_and_the_service_survives(
     batch: list[bytes], ingest_service: tuple[Service, str], kafka_bootstrap: str
 ) -> None:
     service, prefix = ingest_service
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", **client_kwargs())
     sent = {(m.partition, m.offset) for m in (producer.send(prefix + VITALS_RAW, value=v, key=b"k").get(30) for v in batch)}
     producer.close()
 

@@ -15,7 +15,56 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from runtime.kafka import security
+
 REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The session's broker: its address and, when it is the local launcher's, the broker
+    (whose principals' credentials the tests use)."""
+
+    bootstrap: str
+    broker: Any = None  # wardwatch.broker.LocalBroker
+
+    @property
+    def secured(self) -> bool:
+        return self.broker is not None and self.broker.secure
+
+
+_cluster: Cluster | None = None
+_granted: set[str] = set()
+
+
+def use_cluster(cluster: Cluster | None) -> Cluster | None:
+    """Make `cluster` the one `spawn` gives per-service credentials for (None: none)."""
+    global _cluster
+    _cluster = cluster
+    _granted.clear()
+    return cluster
+
+
+def client_kwargs() -> dict[str, Any]:
+    """kafka-python security arguments of this (test) process: `admin` on the secured broker."""
+    return security.kafka_python(security.current_properties())
+
+
+def service_env(args: list[str]) -> dict[str, str]:
+    """The environment that runs `wardwatch <args>` as its own principal on the secured broker,
+    after granting that principal's ACLs for the `--topic-prefix` in `args` (what an operator
+    does once per deployment prefix)."""
+    from wardwatch.broker import SERVICES
+
+    if _cluster is None or not _cluster.secured or not args or args[0] not in SERVICES:
+        return {}
+    prefix = args[args.index("--topic-prefix") + 1] if "--topic-prefix" in args else ""
+    if prefix not in _granted:
+        _cluster.broker.grant(prefix)
+        _granted.add(prefix)
+    env = _cluster.broker.client_env(args[0])
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    return env
 
 
 @dataclass
@@ -52,7 +101,7 @@ class Service:
 def spawn(name: str, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> Service:
     """Start `python -m wardwatch <args>` with its output in workdir/<name>.log."""
     log_path = workdir / f"{name}.log"
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **service_env(args), **(env or {})}
     handle = open(log_path, "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "wardwatch", *args], stdout=handle, stderr=subprocess.STDOUT, env=full_env, cwd=REPO
@@ -61,7 +110,7 @@ def spawn(name: str, args: list[str], workdir: Path, env: dict[str, str] | None 
 
 
 def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]) -> int:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5, **client_kwargs())
     n = 0
     for key, value in items:
         producer.send(topic, key=key, value=value)
@@ -86,7 +135,7 @@ class Consumed:
 def read_committed(bootstrap: str, topic: str, *, expect: int | None = None, timeout_s: float = 60.0, quiet_s: float = 3.0) -> list[Consumed]:
     """Every committed record of `topic`: until `expect` arrived, or nothing new for `quiet_s`."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed",
-                             enable_auto_commit=False, auto_offset_reset="earliest")
+                             enable_auto_commit=False, auto_offset_reset="earliest", **client_kwargs())
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         deadline = time.monotonic() + 10
