@@ -267,13 +267,13 @@ class LocalBroker:
 
     def start(self, timeout_s: float = 90.0) -> str:
         """Start (or find running) and wait until it serves requests; returns the bootstrap address."""
+        if self.insecure_plaintext:
+            print(PLAINTEXT_WARNING, file=sys.stderr, flush=True)  # every start, also of a running broker
         if self.running():
             return self.bootstrap
         if _port_in_use(self.port):
             raise BrokerError(f"port {self.port} is taken by another process: choose another with --port")
         mode = "plaintext" if self.insecure_plaintext else "sasl_ssl"
-        if self.insecure_plaintext:
-            log.warning(PLAINTEXT_WARNING)
         libs = fetch_jars()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)
