@@ -250,3 +250,121 @@ def test_credentials_are_owner_only_files_and_never_on_a_command_line(secure_kaf
     # The env files name the password file; they hold no password themselves.
     env = broker.env_file("ingest").read_text()
     assert "WARDWATCH_KAFKA_PASSWORD_FILE=" in env and broker.password_file("ingest").read_text().strip() not in env
+
+
+# -- the docker-compose model (deploy/kafka/secure-kafka.sh) ---------------------------------------
+SCRIPT = REPO / "deploy" / "kafka" / "secure-kafka.sh"
+
+
+def _script_acls(prefix: str = "") -> set[tuple[str, ACLOperation, ResourceType, str, ACLResourcePatternType]]:
+    text = SCRIPT.read_text()
+    table = text[text.index("# ACL TABLE BEGIN"):text.index("# ACL TABLE END")].split("'")[1]
+    kinds = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP, "txn": ResourceType.TRANSACTIONAL_ID}
+    out = set()
+    for line in table.strip().splitlines():
+        principal, pattern, kind, operations, *names = line.split()
+        for op in operations.split(","):
+            for name in names:
+                out.add((f"User:{principal}", ACLOperation[op.upper()], kinds[kind], prefix + name,
+                         ACLResourcePatternType[pattern.upper()]))
+    return out
+
+
+def test_the_compose_acl_table_is_the_launchers() -> None:
+    launcher = {(a.principal, a.operation, a.resource_pattern.resource_type, a.resource_pattern.resource_name,
+                 a.resource_pattern.pattern_type) for a in service_acls("")}
+    assert _script_acls() == launcher
+
+
+def test_every_compose_service_runs_as_its_own_kafka_user_and_sees_only_its_secrets() -> None:
+    import yaml
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    kafka_env = services["kafka"]["environment"]
+    assert "PLAINTEXT" not in kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    for name in SERVICES:
+        service = services[name]
+        env = service["environment"]
+        assert env["WARDWATCH_SASL_USERNAME"] == name and env["WARDWATCH_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert not [k for k in env if "PASSWORD" in k and not k.endswith("_FILE")]
+        mounts = [m for m in service["volumes"] if isinstance(m, dict) and m["source"] == "kafka-secrets"]
+        assert len(mounts) == 1 and mounts[0]["volume"]["subpath"] == name and mounts[0]["read_only"]
+        assert env["WARDWATCH_KAFKA_PASSWORD_FILE"].startswith(mounts[0]["target"] + "/")
+        assert service["depends_on"]["kafka-acls"]["condition"] == "service_completed_successfully"
+    # Published on every host interface: only the device gateway (token-authenticated).
+    published = {name: port for name, s in services.items() for port in s.get("ports", [])}
+    assert {name for name, port in published.items() if not str(port).startswith("127.0.0.1:")} == {"gateway"}
+
+
+def test_the_compose_setup_and_broker_start_with_real_kafka(tmp_path: Path) -> None:
+    """setup + start of deploy/kafka/secure-kafka.sh, run here on the Maven-resolved jars with
+    loopback listeners: the SCRAM users exist, TLS works on both listeners, and a service user
+    without ACLs sees nothing."""
+    import os
+    import signal
+    import time
+
+    from wardwatch.broker import fetch_jars
+
+    libs = fetch_jars(quiet=True)
+    ports = []
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    internal, external, controller = ports
+    secrets = tmp_path / "secrets"
+    env = {
+        "PATH": os.environ["PATH"], "SECRETS": str(secrets), "KAFKA_LIBS": str(libs), "KAFKA_HOME": str(tmp_path / "none"),
+        "KAFKA_USER": str(os.getuid()), "WARDWATCH_UID": str(os.getuid()), "CLUSTER_ID": "4L6g3nShT-eMCtK--X86sw",
+        "KAFKA_NODE_ID": "1", "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": f"INTERNAL://127.0.0.1:{internal},EXTERNAL://127.0.0.1:{external},CONTROLLER://127.0.0.1:{controller}",
+        "KAFKA_ADVERTISED_LISTENERS": f"INTERNAL://127.0.0.1:{internal},EXTERNAL://localhost:{external}",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "INTERNAL:SASL_SSL,EXTERNAL:SASL_SSL,CONTROLLER:SSL",
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "INTERNAL", "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": f"1@127.0.0.1:{controller}", "KAFKA_LOG_DIRS": str(tmp_path / "data"),
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1", "KAFKA_HEAP_OPTS": "-Xmx256m",
+    }
+    setup = subprocess.run(["sh", str(SCRIPT), "setup"], env=env, capture_output=True, text=True, timeout=300)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    assert not list(tmp_path.glob("**/format.args"))
+    for path in secrets.rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+    broker = subprocess.Popen(["sh", str(SCRIPT), "start"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def props(user: str, port: int, host: str = "127.0.0.1", password: str | None = None) -> dict[str, str]:
+            secret = (secrets / user / "password").read_text().strip() if password is None else password
+            return {"security.protocol": "SASL_SSL", "ssl.ca.location": str(secrets / user / "ca.pem"),
+                    "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": user, "sasl.password": secret}
+
+        cluster = Cluster(f"127.0.0.1:{internal}")
+        deadline = time.monotonic() + 120
+        while True:
+            result, _ = _metadata(cluster, props("admin", internal))
+            if not isinstance(result, Exception) or time.monotonic() > deadline:
+                break
+            assert broker.poll() is None, "the broker exited during start-up"
+            time.sleep(1)
+        assert not isinstance(result, Exception), result
+        # The host's listener, by the name its certificate carries.
+        host_result, _ = _metadata(Cluster(f"localhost:{external}"), props("admin", external))
+        assert not isinstance(host_result, Exception), host_result
+        refused, errors = _metadata(cluster, props("sim", internal, password="wrong"))
+        assert isinstance(refused, KafkaException)
+        assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap, **props("admin", internal)})
+        from confluent_kafka.admin import NewTopic
+
+        admin.create_topics([NewTopic("vitals", 1, 1)])["vitals"].result(30)
+        sim_view, _ = _metadata(cluster, props("sim", internal))
+        assert not isinstance(sim_view, Exception) and "vitals" not in sim_view.topics  # no ACL, no topic
+    finally:
+        os.killpg(broker.pid, signal.SIGTERM)
+        try:
+            broker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(broker.pid, signal.SIGKILL)
+            broker.wait()
