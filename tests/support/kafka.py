@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,26 @@ def use_cluster(cluster: Cluster | None) -> Cluster | None:
     _cluster = cluster
     _granted.clear()
     return cluster
+
+
+@contextlib.contextmanager
+def on_broker(broker: Any) -> Iterator[Cluster]:
+    """Make a test's own started LocalBroker the one this process's clients (as `admin`) and
+    spawned services (each as its principal) use, until the block ends."""
+    previous_cluster = _cluster
+    values = {k: v for k, v in broker.client_env("admin").items() if k.startswith("WARDWATCH_")}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    security.install(None)
+    try:
+        yield use_cluster(Cluster(broker.bootstrap, broker))  # type: ignore[misc]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        use_cluster(previous_cluster)
 
 
 def client_kwargs() -> dict[str, Any]:
