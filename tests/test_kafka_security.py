@@ -368,3 +368,31 @@ def test_the_compose_setup_and_broker_start_with_real_kafka(tmp_path: Path) -> N
         except subprocess.TimeoutExpired:
             os.killpg(broker.pid, signal.SIGKILL)
             broker.wait()
+
+
+def test_the_plaintext_switch_is_explicit_and_loud(tmp_path: Path) -> None:
+    import os
+
+    from wardwatch.broker import fetch_jars, jars_dir
+
+    fetch_jars(quiet=True)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / jars_dir().parent.name).symlink_to(jars_dir().parent)  # the jars, not a second download
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WARDWATCH_CACHE_DIR": str(cache)}
+    command = [sys.executable, "-m", "wardwatch", "broker"]
+    started = subprocess.run([*command, "start", "--insecure-plaintext", "--port", str(port)],
+                             capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "WARNING: INSECURE PLAINTEXT Kafka broker" in started.stderr
+        assert "WARDWATCH_SECURITY_PROTOCOL=PLAINTEXT" in started.stdout
+        assert started.stdout.strip().splitlines()[-1] == f"127.0.0.1:{port}"
+        assert not (cache / f"broker-{port}" / "secrets").exists()
+        plain, _ = _metadata(Cluster(f"127.0.0.1:{port}"), {"security.protocol": "PLAINTEXT"})
+        assert not isinstance(plain, Exception), plain
+    finally:
+        subprocess.run([*command, "stop", "--port", str(port)], env=env, cwd=REPO, timeout=120, capture_output=True)
