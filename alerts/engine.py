@@ -3,7 +3,7 @@
 No Kafka and no wall clock: time is event time, the `ts_ms` of the risk records, so a replay
 of the same records from the same state gives the same events, byte for byte.
 
-Per clinical rule and patient (DESIGN.md §5):
+Per clinical rule and patient (docs/alerts.md):
 - A reading's rank is how many of the rule's levels it meets (signal >= raise_at).
 - Debounce: level i holds when `readings` of the last `of_last` readings have rank >= i; it
   has held since the first of those readings. The rule raises (or escalates to) the highest
@@ -22,6 +22,9 @@ Per clinical rule and patient (DESIGN.md §5):
   is not evidence of recovery.
 - Alert ids are a hash of patient, rule and the event time at which the alert was raised, so
   replaying the same input raises the same ids; later events of an alert carry its id.
+- A raised or escalated event carries the reading's explanation (`alert_explanation`): its
+  NEWS2 parameter scores and, when the scorer explained it, the model's top contributions and
+  the trends, so the page and the pager say why without a second lookup.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from alerts.messages import (
     AlertEvent,
     Command,
     RiskReading,
+    alert_explanation,
 )
 from alerts.rules import DATA_GAP_RULE, SEVERITIES, TECHNICAL, Rule, Rules
 from alerts.state import ActiveAlert, PatientState, RuleState
@@ -63,7 +67,9 @@ def severity_rank(severity: str) -> int:
     return SEVERITIES.index(severity) + 1 if severity in SEVERITIES else 0
 
 
-def _event(alert: ActiveAlert, patient_id: str, ts_ms: int, status: str, rule: str, reason: str) -> AlertEvent:
+def _event(
+    alert: ActiveAlert, patient_id: str, ts_ms: int, status: str, rule: str, reason: str, why: RiskReading | None = None
+) -> AlertEvent:
     return AlertEvent(
         alert_id=alert.alert_id,
         patient_id=patient_id,
@@ -74,6 +80,7 @@ def _event(alert: ActiveAlert, patient_id: str, ts_ms: int, status: str, rule: s
         reason=reason,
         raised_ts_ms=alert.raised_ts_ms,
         acknowledged=alert.acknowledged,
+        explain=alert_explanation(why) if why is not None else None,
     )
 
 
@@ -146,7 +153,7 @@ def step_rule(
             # A person acknowledged a lesser alert: the escalation needs its own acknowledgement.
             alert = replace(alert, severity=to.severity, level=target, acknowledged=False)
             reason = f"{_describe(rule, value)} rose to {to.raise_at:g} or more ({to.severity}) {_evidence(rule, window, target, since[target - 1], ts)}"
-            events.append(_event(alert, patient_id, ts, ESCALATED, rule.name, reason))
+            events.append(_event(alert, patient_id, ts, ESCALATED, rule.name, reason, reading))
         elif level != alert.level:
             alert = replace(alert, level=level)
     elif target > 0 and not snoozed:
@@ -154,7 +161,7 @@ def step_rule(
         if cooldown_until is None or to.rank > cooldown_rank:
             alert = ActiveAlert(alert_id(patient_id, rule.name, ts), to.severity, target, ts)
             reason = f"{_describe(rule, value)} at {to.raise_at:g} or more ({to.severity}) {_evidence(rule, window, target, since[target - 1], ts)}"
-            events.append(_event(alert, patient_id, ts, RAISED, rule.name, reason))
+            events.append(_event(alert, patient_id, ts, RAISED, rule.name, reason, reading))
     return RuleState(window, since, alert, cooldown_until, cooldown_rank), events
 
 
@@ -237,7 +244,7 @@ def on_command(state: PatientState | None, command: Command) -> Transition:
                 return Transition(state, (), ignored="already_acknowledged")
             acked = replace(alert, acknowledged=True)
             reason = f"acknowledged by {command.by}" if command.by else "acknowledged"
-            event = _event(acked, command.patient_id, command.ts_ms, ACKNOWLEDGED, rule, reason)
+            event = replace(_event(acked, command.patient_id, command.ts_ms, ACKNOWLEDGED, rule, reason), by=command.by)
             if rule == DATA_GAP_RULE:
                 return Transition(replace(state, gap=acked), (event,))
             rules = dict(state.rules)

@@ -1,6 +1,6 @@
 """Alert quality on a labelled cohort: does a rule set catch deteriorations early, and at what burden?
 
-Metrics (clinical.md §5): alerts per patient-day, event sensitivity, PPV, median lead time.
+Metrics (docs/alerts.md, "Judging a rule set"): alerts per patient-day, event sensitivity, PPV, median lead time.
 - The stay of a patient with an event ends at the event (transfer to higher care): readings
   after it are dropped, so nothing after the event counts as an alert or as monitored time.
 - An alert is a `raised` event of a clinical rule (escalations belong to the same alert;
@@ -54,7 +54,7 @@ class Quality:
 
 def censor(readings: Sequence[RiskReading], events: Sequence[OutcomeEvent]) -> list[RiskReading]:
     """Readings in event-time order, each patient's stopping at their first event."""
-    end = {}
+    end: dict[str, int] = {}
     for e in events:
         end[e.patient_id] = min(e.ts_ms, end.get(e.patient_id, e.ts_ms))
     kept = [r for r in readings if r.ts_ms <= end.get(r.patient_id, r.ts_ms)]

@@ -1,4 +1,4 @@
-"""Alert rules from a YAML file: the thresholds live in config, never in code (DESIGN.md §5).
+"""Alert rules from a YAML file: the thresholds live in config, never in code (docs/alerts.md).
 
 `load_rules(path)` reads and validates a rules file (the shipped `default_rules.yaml` when no
 path is given). A bad file raises `RulesError` with one line naming the key, the value and
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import yaml
 
@@ -139,7 +139,7 @@ class _Parser:
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def fail(self, key: str, value: Any, expected: str) -> None:
+    def fail(self, key: str, value: Any, expected: str) -> NoReturn:
         raise RulesError(f"rules file {self.source!r}: {key}={value!r}: expected {expected}")
 
     def mapping(self, value: Any, key: str, allowed: set[str] | None) -> dict[str, Any]:
@@ -186,7 +186,7 @@ class _Parser:
             self.fail(key, name, f"a name of letters, digits and '_' other than {DATA_GAP_RULE!r}")
         r = self.mapping(body, key, {"signal", "levels", "debounce", "cooldown_s"})
         signal = r.get("signal")
-        if signal not in SIGNALS:
+        if not isinstance(signal, str) or signal not in SIGNALS:
             self.fail(f"{key}.signal", signal, f"one of {', '.join(SIGNALS)}")
         low, high = SIGNALS[signal]
         levels_doc = self.mapping(r.get("levels"), f"{key}.levels", set(SEVERITIES))

@@ -14,13 +14,14 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
-from kafka.coordinator.assignors.range import RangePartitionAssignor
 from prometheus_client import Counter, Gauge, Histogram
 
 from alerts.messages import ESCALATED, RAISED, STATUSES, MessageError, parse_command, parse_risk
 from alerts.partition import Outcome, PartitionAlerts
 from alerts.rules import DATA_GAP_RULE, SEVERITIES, TECHNICAL, Rules
 from alerts.state import CorruptState, decode, to_json
+from ingest import Reason
+from runtime.kafka.client import RANGE
 from runtime.metrics import LATENCY_BUCKETS, StreamMetrics
 from runtime.records import InRecord, OutRecord, dead_letter, json_record, tombstone
 from runtime.topics import ALERTS, ALERTS_CONTROL, ALERTS_STATE, RISK, VITALS_DLQ
@@ -31,11 +32,10 @@ STAGE: Final = "alerts"
 
 # risk and alerts.control are co-partitioned: partition p of both must land on one process,
 # because a command for a patient acts on the state built from that patient's risk records.
-ASSIGNORS: Final = (RangePartitionAssignor,)
+ASSIGNOR: Final = RANGE
 
 BAD_RISK: Final = "bad_risk"
 BAD_COMMAND: Final = "bad_command"
-LATE: Final = "late"  # same reason name as the scorer's: older than the patient's last event time
 
 # Seconds to minutes: alerts follow debounced readings, so the tail is long.
 ALERT_LATENCY_BUCKETS: Final = (*LATENCY_BUCKETS, 60.0, 300.0)
@@ -69,6 +69,7 @@ class AlertProcessor:
     input_topics = (RISK, ALERTS_CONTROL)  # risk first: file mode reads its input as the first topic
     output_topics = (ALERTS, ALERTS_STATE, VITALS_DLQ)
     changelog_topic = ALERTS_STATE
+    dead_letter_topic = VITALS_DLQ
 
     def __init__(self, rules: Rules, metrics: StreamMetrics, clock: Callable[[], float] = time.time) -> None:
         self.rules = rules
@@ -139,7 +140,7 @@ class AlertProcessor:
             return None
         if part.is_late(reading):
             last = part.patients[reading.patient_id].last_ts_ms
-            self._reject(record, LATE, f"ts_ms={reading.ts_ms} is {last - reading.ts_ms} ms older than the patient's last risk record", out)
+            self._reject(record, Reason.LATE.value, f"ts_ms={reading.ts_ms} is {last - reading.ts_ms} ms older than the patient's last risk record", out)
             return None
         return part.on_risk(reading)
 

@@ -58,7 +58,7 @@ class PatientState:
         found = [(name, rs.alert) for name, rs in self.rules.items() if rs.alert is not None]
         if self.gap is not None:
             found.append(("data_gap", self.gap))
-        return found  # type: ignore[return-value]
+        return found
 
     def rule(self, name: str) -> RuleState:
         return self.rules.get(name) or RuleState()

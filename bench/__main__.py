@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import hot_path, latency, peer_quix, report, scale_out, scorer, state_scale
+from bench import explain, hot_path, latency, peer_quix, report, scale_out, scorer, state_scale
 from bench.common import PARTITIONS, broker, cohort_input, machine
 from bench.throughput import run_preloaded
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {
         "mode": mode,
         "command": "python -m bench" + ("".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))),
-        "started_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "started_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "machine": machine(),
     }
     from inference.service import load_model
@@ -77,13 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         result["scorer_vs_ceiling"] = round(score / ceiling, 3) if ceiling else None
         result["scorer_vs_naive"] = round(score / naive, 2) if naive else None
         result["scorer_vs_peer"] = round(score / peer, 2) if peer else None
+        # The scorer with and without explanations (bench/explain.py; `python -m bench.explain` runs only this).
+        result["explanations"] = explain.service(bootstrap, data, args.checkpoint, logdir)
+        log("explanations: " + ", ".join(f"{p}: {e['readings_per_s']:,.0f}/s" for p, e in result["explanations"].items()))
 
         result["latency"] = []
         for rate in size["rates"]:
             lat = latency.run(bootstrap, data, scorer.command(bootstrap, args.checkpoint), rate, size["rate_s"], logdir)
             result["latency"].append(lat.as_dict())
             log(f"latency at {rate}/s: {lat.event_to_score_ms} (achieved {lat.achieved_scored_per_s:,.0f}/s)")
-        at5k = [l for l in result["latency"] if l["offered_per_s"] == 5_000]
+        at5k = [run for run in result["latency"] if run["offered_per_s"] == 5_000]
         result["p99_event_to_score_ms_at_5k"] = at5k[0]["event_to_score_ms"]["p99"] if at5k else None
 
         result["state_scale"] = []

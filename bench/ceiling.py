@@ -20,6 +20,7 @@ class PassthroughProcessor:
     input_topics = (VITALS,)
     output_topics = (RISK,)
     changelog_topic = None
+    dead_letter_topic = None
 
     def restore(self, partition: int, changelog: Iterable[tuple[bytes, bytes | None]]) -> None:
         pass

@@ -2,7 +2,7 @@
 
 Measurement side (preloading input, observing outputs) uses confluent-kafka (librdkafka, C),
 so the bench's own Kafka work costs little CPU next to the process under test. The processes
-under test use what they use in production: kafka-python for wardwatch, confluent-kafka for
+under test use what they use in production: the client `--kafka-client` names for wardwatch, confluent-kafka for
 Quix Streams.
 """
 
@@ -40,6 +40,7 @@ SCORER_TOPICS = (VITALS, RISK, SCORER_STATE, VITALS_DLQ)
 def machine() -> dict[str, object]:
     """Enough about the machine to compare numbers across runs."""
     import kafka
+    import onnxruntime
     import psutil
     import torch
 
@@ -61,9 +62,10 @@ def machine() -> dict[str, object]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
         "torch": torch.__version__,
         "kafka_python": kafka.__version__,
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": confluent_kafka.__version__,  # version() is a string in 2.x, a tuple before
         "librdkafka": confluent_kafka.libversion()[0],
         "quixstreams": quixstreams.__version__,
     }

@@ -37,7 +37,7 @@ LOOP_PARTS = {
 CORE_PARTS = {
     "decode_reading": "decode_reading (JSON -> Reading)",
     "_round": "_round (one batched step per round)",
-    "step": "  of which RiskModel.step (torch)",
+    "step": "  of which the model step (ONNX Runtime)",
     "news2_batch": "  of which news2_batch",
     "_risk_json": "  of which _risk_json (risk record formatting)",
     "observe": "  of which prometheus observe (per record)",

@@ -3,7 +3,7 @@
 `python -m bench.peer_quix --bootstrap-servers B --topic-prefix P [--checkpoint default]`
 
 One `StreamingDataFrame.apply(score, stateful=True)`: per message, read the patient's state
-from the RocksDB store (changelogged to Kafka by Quix), step the same `RiskModel` once, compute
+from the RocksDB store (changelogged to Kafka by Quix), step the same model once (the same exported step on ONNX Runtime), compute
 NEWS2 with the same function, write the state back, emit the same risk fields. Exactly-once
 processing guarantee (Kafka transactions), read_committed input. Quix Streams runs on
 confluent-kafka (librdkafka), not kafka-python: its client is the faster one.
@@ -17,16 +17,15 @@ import sys
 import tempfile
 
 import numpy as np
-import torch
 
 from inference.features import MAX_DELTA_HOURS, MS_PER_HOUR, N_FEATURES
+from inference.news2 import NEWS2_MAX_AGE_MS
 from inference.news2_batch import PARAMETERS, news2_batch
 from inference.service import load_model
 from ingest import VITALS as VITAL_NAMES
 from runtime.topics import RISK, VITALS
 
 NEVER = -1
-NEWS2_MAX_AGE_MS = 4 * 3_600_000
 GROUP = "{prefix}quix-peer"
 
 
@@ -41,12 +40,12 @@ def make_score(model, version: str):
     def score(reading: dict, state) -> dict:
         saved = state.get("scorer")
         if saved is None:
-            hidden = torch.zeros(1, model.state_size)
+            hidden = np.zeros((1, model.state_size), dtype=np.float32)
             last_values = np.zeros(N_FEATURES, dtype=np.float32)
             seen = np.full(N_FEATURES, NEVER, dtype=np.int64)
             last_ts, scale = NEVER, 1
         else:
-            hidden = torch.tensor([saved["hidden"]], dtype=torch.float32)
+            hidden = np.asarray([saved["hidden"]], dtype=np.float32)
             last_values = np.asarray(saved["last_values"], dtype=np.float32)
             seen = np.asarray(saved["seen_ts"], dtype=np.int64)
             last_ts, scale = saved["last_ts"], saved["spo2_scale"]
@@ -64,12 +63,8 @@ def make_score(model, version: str):
             values[7], mask[7] = (0.0 if reading["acvpu"] == "A" else 1.0), 1.0
         known = seen != NEVER
         delta = np.where(known, np.minimum((ts - seen) / MS_PER_HOUR, MAX_DELTA_HOURS), MAX_DELTA_HOURS).astype(np.float32)
-        with torch.inference_mode():
-            hidden, logit = model.step(
-                hidden, torch.from_numpy(values[None]), torch.from_numpy(mask[None]), torch.from_numpy(delta[None]),
-                torch.from_numpy(last_values[None]), torch.from_numpy(known.astype(np.float32)[None]),
-            )
-            risk = float(torch.sigmoid(logit)[0])
+        hidden, risks = model.step(hidden, values[None], mask[None], delta[None], last_values[None], known.astype(np.float32)[None])
+        risk = float(risks[0])
         observed = mask > 0
         last_values = np.where(observed, values, last_values)
         seen = np.where(observed, ts, seen)
@@ -97,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="default")
     parser.add_argument("--commit-interval", type=float, default=0.1)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    model, version = load_model(args.checkpoint)
-    model.eval()
+    model, version = load_model(args.checkpoint)  # one model thread, as the scorer
     app = Application(
         broker_address=args.bootstrap_servers,
         consumer_group=GROUP.format(prefix=args.topic_prefix),

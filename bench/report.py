@@ -44,7 +44,7 @@ def markdown(r: dict) -> str:
         f"- broker: {r['broker']}",
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average at start "
         f"{' / '.join(map(str, m['load_average_at_start']))} (shared machine: other work was running)",
-        f"- software: Python {m['python']}, torch {m['torch']}, kafka-python {m['kafka_python']}, "
+        f"- software: Python {m['python']}, onnxruntime {m.get('onnxruntime')} (the model step), torch {m['torch']}, kafka-python {m['kafka_python']}, "
         f"confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}), quixstreams {m['quixstreams']}",
         f"- model: {r['model']}; input: {r['input']['readings']:,} readings of {r['input']['patients']:,} patients, "
         f"{r['input']['mean_value_bytes']:.0f} B each, {r['input']['partitions']} partitions",
@@ -57,14 +57,19 @@ def markdown(r: dict) -> str:
               "| scenario | readings/s | window s | outputs seen | time-capped |", "|---|---:|---:|---:|---|"]
     for name, t in r["throughput"].items():
         lines.append(f"| {name} | {_fmt(t['readings_per_s'])} | {t['window_s']} | {t['outputs_seen']:,} | {t['time_capped']} |")
+    if r.get("explanations"):
+        lines += ["", "## The scorer with and without explanations (same run, `--explain`)", "",
+                  "| explain | readings/s | vs off |", "|---|---:|---:|"]
+        for policy, e in r["explanations"].items():
+            lines.append(f"| {policy} | {_fmt(e['readings_per_s'])} | {e.get('vs_off', 1.0)} |")
     lines += ["", f"Ceiling: {r['notes']['ceiling']}", "", f"Peer: {r['notes']['peer']}", "",
               "## Latency: event-to-score", "", r["notes"]["latency"], "",
               "| offered/s | achieved offered/s | achieved scored/s | p50 ms | p99 ms | max ms | scored | steady p50 / p99 / max ms |",
               "|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for l in r["latency"]:
-        e, st = l["event_to_score_ms"], l["steady_event_to_score_ms"]
-        lines.append(f"| {l['offered_per_s']:,} | {_fmt(l['achieved_offered_per_s'])} | {_fmt(l['achieved_scored_per_s'])} "
-                     f"| {e['p50']} | {e['p99']} | {e['max']} | {l['scored']:,} | {st['p50']} / {st['p99']} / {st['max']} |")
+    for run in r["latency"]:
+        e, st = run["event_to_score_ms"], run["steady_event_to_score_ms"]
+        lines.append(f"| {run['offered_per_s']:,} | {_fmt(run['achieved_offered_per_s'])} | {_fmt(run['achieved_scored_per_s'])} "
+                     f"| {e['p50']} | {e['p99']} | {e['max']} | {run['scored']:,} | {st['p50']} / {st['p99']} / {st['max']} |")
     lines += ["", "## State scale (restore from scorer.state)", "",
               "| patients | table B/patient | RSS B/patient | read changelog s | restore_partition s | total s | rows/s |",
               "|---:|---:|---:|---:|---:|---:|---:|"]

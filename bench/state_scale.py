@@ -18,7 +18,6 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 from bench.common import PARTITIONS, PYTHON, REPO, create_topics, env, fresh_prefix, preload
 from inference.service import load_model
@@ -38,7 +37,7 @@ def write_changelog(bootstrap: str, topic: str, patients: int, checkpoint: str) 
         table = StateTable(model.state_size, capacity=n)
         ids = [f"P{start + i:07d}" for i in range(n)]
         rows = [table.row_of(pid, 0) for pid in ids]
-        table.hidden[rows] = torch.from_numpy(rng.standard_normal((n, model.state_size), dtype=np.float32))
+        table.hidden[rows] = rng.standard_normal((n, model.state_size), dtype=np.float32)
         table.last_values[rows] = rng.uniform(30, 120, (n, table.last_values.shape[1])).astype(np.float32)
         table.seen_ts[rows] = 1_767_225_600_000
         table.last_ts[rows] = 1_767_225_600_000
@@ -114,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, required=True)
     parser.add_argument("--checkpoint", default="default")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
     if args.restore:
         print(json.dumps(_restore_child(args.bootstrap_servers, args.topic, args.patients, args.checkpoint)))
     else:

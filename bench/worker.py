@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from inference.scorer import ScorerSettings
 from inference.service import ScoreConfig, load_model
 from runtime import logs
@@ -34,10 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.naive import NaiveScorerProcessor
 
     logs.setup(config.log_level, NaiveScorerProcessor.stage)
-    model, version = load_model(config.checkpoint)
+    model, version = load_model(config.checkpoint, config.model_threads)
 
-    def build(metrics):  # build_scorer's settings and thread count, with the naive subclass
-        torch.set_num_threads(config.torch_threads)
+    def build(metrics):  # build_scorer's settings, with the naive subclass
         settings = ScorerSettings(idle_timeout_ms=config.idle_timeout_ms, news2_max_age_ms=config.news2_max_age_ms)
         return NaiveScorerProcessor(model, version, metrics, settings)
 

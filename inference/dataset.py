@@ -16,14 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ingest import Limits, Reading, Rejected, validate_object
+from ingest import Limits, Reading, ReadingId, Rejected, reading_id, validate_object
 from inference.features import FEATURES, MS_PER_HOUR, N_FEATURES, SequenceInputs, sequence_inputs
-from inference.news2 import news2
+from inference.news2 import NEWS2_MAX_AGE_MS, news2
 
 # Offline cohorts are replayed long after the fact: accept any event time.
 OFFLINE_LIMITS = Limits(max_age_ms=2**62, max_future_ms=2**62)
-# NEWS2 uses carried-forward values up to this old, as the scorer does by default.
-NEWS2_MAX_AGE_MS = 4 * 3_600_000
 BINARY_FEATURES = ("on_oxygen", "consciousness")
 
 
@@ -46,17 +44,17 @@ class PatientSeries:
 def applied_readings(raw: Iterable[dict[str, object]]) -> dict[str, list[Reading]]:
     """Per patient, the readings the streaming scorer would apply, in the order it applies them.
 
-    Invalid payloads and duplicates (same device_id and seq) are dropped; a reading older
-    than the patient's last applied one is late (the scorer dead-letters it).
+    Invalid payloads and duplicates (ingest's identity, `ingest.reading_id`) are dropped; a
+    reading older than the patient's last applied one is late (the scorer dead-letters it).
     """
-    seen: set[tuple[str, int]] = set()
+    seen: set[ReadingId] = set()
     by_patient: dict[str, list[Reading]] = {}
     for obj in raw:
         try:
             reading = validate_object(obj, 0, OFFLINE_LIMITS)
         except Rejected:
             continue
-        key = (reading.device_id, reading.seq)
+        key = reading_id(reading)
         if key in seen:
             continue
         seen.add(key)
@@ -167,8 +165,8 @@ def pad(series: Sequence[PatientSeries]) -> Padded:
         out["last_mask"][i, :t] = s.inputs.last_mask
         labels[i, :t] = s.labels
         valid[i, :t] = True
-    return Padded(*(torch.from_numpy(out[k]) for k in ("values", "mask", "delta", "last_values", "last_mask")),
-                  torch.from_numpy(labels), torch.from_numpy(valid))
+    return Padded(**{k: torch.from_numpy(out[k]) for k in ("values", "mask", "delta", "last_values", "last_mask")},
+                  labels=torch.from_numpy(labels), valid=torch.from_numpy(valid))
 
 
 def normalisation(series: Sequence[PatientSeries]) -> tuple[Tensor, Tensor]:

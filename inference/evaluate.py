@@ -90,7 +90,7 @@ def alerts(ts_ms: np.ndarray, scores: np.ndarray, threshold: float, rule: AlertR
     # Within one stretch at or above threshold, the raise is the first reading that has been
     # above for `debounce` readings and is out of the previous raise's refractory period.
     for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-        first = start + rule.debounce - 1
+        first = int(start) + rule.debounce - 1
         if last_raise is not None:
             first = max(first, int(np.searchsorted(ts_ms, last_raise + rule.refractory_minutes * 60_000, side="left")))
         if first >= end:
@@ -257,7 +257,7 @@ def plots(results: Sequence[CohortResult], out_dir: Path, rule: AlertRule) -> li
     first = results[0].summary
     leads = (first["model"]["events"]["lead_hours"], first["news2"]["events"]["lead_hours"])
     edges = np.linspace(0, rule.window_hours, 13)
-    figures["lead_time"][1].hist(leads, bins=edges, label=["model (matched)", f"NEWS2 >= {NEWS2_THRESHOLD}"])
+    figures["lead_time"][1].hist(leads, bins=edges.tolist(), label=["model (matched)", f"NEWS2 >= {NEWS2_THRESHOLD}"])
     axes = {
         "roc": ("false positive rate", "true positive rate", "ROC per reading (solid model, dashed NEWS2)"),
         "pr": ("recall", "precision", "Precision-recall per reading"),

@@ -13,48 +13,35 @@ stream through the same interface:
 
 `forward_sequence` runs the same `step` over a whole sequence, which is what makes streaming
 one reading at a time equal to scoring the sequence at once.
+
+PyTorch is for training and evaluation: the services run the same step exported to ONNX
+(inference/export.py, inference/step.py). `TorchStep` is this step behind the services'
+numpy interface, the reference the export is tested and benchmarked against.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from inference.features import MAX_DELTA_HOURS, N_FEATURES
+from inference.model_config import ModelConfig
+
+__all__ = ["DEFAULT_MEAN", "DEFAULT_STD", "ModelConfig", "RiskModel", "TorchStep", "risk_from_logit", "untrained"]
 
 # Population means and spreads of the inputs (adult ward), replaced by the training cohort's.
 DEFAULT_MEAN = (80.0, 16.0, 96.0, 37.0, 125.0, 75.0, 0.1, 0.05)
 DEFAULT_STD = (15.0, 4.0, 3.0, 0.7, 20.0, 12.0, 0.3, 0.2)
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    cell: str = "gru"  # "gru" or "lstm"
-    hidden: int = 48
-    horizon_hours: float = 6.0
-    # Time constants of per-vital running means kept in the state (empty: none). The input
-    # then also carries how far each observed vital is from each running mean: a trend, and
-    # a deviation from the patient's own baseline, that a GRU stepping every minute would
-    # otherwise have to learn to integrate over hours.
-    trend_hours: tuple[float, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "trend_hours", tuple(float(t) for t in self.trend_hours))
-        if any(t <= 0 for t in self.trend_hours):
-            raise ValueError(f"trend_hours={self.trend_hours}: expected positive time constants")
-        if self.cell not in ("gru", "lstm"):
-            raise ValueError(f"cell={self.cell!r}: expected 'gru' or 'lstm'")
-        if not 4 <= self.hidden <= 1024:
-            raise ValueError(f"hidden={self.hidden}: expected 4-1024")
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
 class RiskModel(nn.Module):
     """GRU-D-style recurrent risk model; `step` is the streaming interface."""
+
+    # Buffers (register_buffer below), declared for the type checker.
+    mean: Tensor
+    std: Tensor
+    trend_tau: Tensor
 
     def __init__(self, config: ModelConfig = ModelConfig(), mean: Tensor | None = None, std: Tensor | None = None) -> None:
         super().__init__()
@@ -73,12 +60,12 @@ class RiskModel(nn.Module):
 
     @property
     def recurrent_size(self) -> int:
-        return self.config.hidden * (2 if self.config.cell == "lstm" else 1)
+        return self.config.recurrent_size
 
     @property
     def state_size(self) -> int:
         """Recurrent state, then the running means [K, D] flattened."""
-        return self.recurrent_size + len(self.config.trend_hours) * N_FEATURES
+        return self.config.state_size
 
     def initial_state(self, batch: int) -> Tensor:
         return torch.zeros(batch, self.state_size, device=self.mean.device)
@@ -141,6 +128,26 @@ def untrained(seed: int = 0, config: ModelConfig = ModelConfig()) -> RiskModel:
     finally:
         torch.random.set_rng_state(generator_state)
     return model.eval()
+
+
+class TorchStep:
+    """`RiskModel.step` behind the services' step interface (inference.step.StepRuntime)."""
+
+    runtime = "torch"
+
+    def __init__(self, model: RiskModel) -> None:
+        self.model = model.eval()
+        self.config = model.config
+        self.state_size = model.state_size
+
+    def step(
+        self, state: np.ndarray, values: np.ndarray, mask: np.ndarray, delta: np.ndarray, last_values: np.ndarray, last_mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """All float32; state [B, S], the rest [B, D]. Returns (new state [B, S], risk [B])."""
+        with torch.inference_mode():
+            arrays = (state, values, mask, delta, last_values, last_mask)
+            new_state, logit = self.model.step(*(torch.from_numpy(a) for a in arrays))
+            return new_state.numpy(), torch.sigmoid(logit).numpy()
 
 
 def risk_from_logit(logit: Tensor) -> Tensor:

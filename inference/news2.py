@@ -15,6 +15,12 @@ from ingest import Reading
 
 PARAMETERS: Final = ("rr", "spo2", "on_oxygen", "sbp", "hr", "acvpu", "temp")
 
+# Carry-forward: a parameter missing from a reading is scored from its last observed value
+# for up to 4 hours of event time, then counts as absent. Four hours is the ward's usual
+# observation round (docs/model.md): an older value is not a current observation any more.
+# The scorer's default (--news2-max-age-ms), training and the benchmark peer all use this.
+NEWS2_MAX_AGE_MS: Final = 4 * 3_600_000
+
 
 @dataclass(frozen=True, slots=True)
 class News2:

@@ -1,12 +1,18 @@
 """The stateful scorer's core: a batch of `vitals` records in, `risk` and state records out.
 
 A batch is applied in rounds: round k steps the k-th reading of every patient in the batch
-together, in one batched model call, so many patients cost one tensor step and several
+together, in one batched model call, so many patients cost one model step and several
 readings of one patient are applied in order. Each patient's readings are applied in
 arrival (offset) order; one older than the patient's last applied event time is late and
 goes to the dead-letter topic. Applying in arrival order, not re-sorting inside a poll, keeps
 the output independent of how records happen to be batched, which is what makes a crashed
 and restarted scorer produce exactly the stream an uninterrupted one does.
+
+The model step is whatever `StepRuntime` it is given: in the services, the checkpoint's
+exported step on ONNX Runtime (inference/step.py); no PyTorch on this path.
+
+Explanations (inference/explain.py): the readings the settings select get an `explain` field,
+their input contributions computed in one extra batched step call per round.
 """
 
 from __future__ import annotations
@@ -18,16 +24,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from prometheus_client import Counter, Gauge, Histogram
 
 from ingest import VITALS, Reading, Reason, decode_reading
+from inference import explain
 from inference.features import MAX_DELTA_HOURS, MS_PER_HOUR, N_FEATURES
-from inference.model import RiskModel
-from inference.news2_batch import PARAMETERS, news2_batch
+from inference.news2 import NEWS2_MAX_AGE_MS
+from inference.news2_batch import news2_batch
+from inference.records import TRENDED, VALUED, explanation_json, format_risk
 from inference.state.changelog import CONTENT_TYPE, encode_row
 from inference.state.recovery import restore_partition
 from inference.state.table import NEVER, StateTable
+from inference.step import StepRuntime
 from runtime.metrics import FAST_BUCKETS, LATENCY_BUCKETS, StreamMetrics
 from runtime.records import JSON_HEADERS, SCHEMA_VERSION, InRecord, OutRecord, dead_letter, tombstone
 from runtime.topics import RISK, SCORER_STATE, VITALS_DLQ
@@ -38,12 +46,22 @@ log = logging.getLogger(__name__)
 STAGE = "score"
 _VITAL_COLUMNS = tuple(enumerate(VITALS))
 EVICTION_CHECK_MS = 60_000
+EXPLAIN_POLICIES = ("selected", "all", "off")
 
 
 @dataclass(frozen=True, slots=True)
 class ScorerSettings:
     idle_timeout_ms: int = 24 * 3_600_000  # a patient silent this long starts afresh (discharged)
-    news2_max_age_ms: int = 4 * 3_600_000  # carried-forward values older than this do not count
+    news2_max_age_ms: int = NEWS2_MAX_AGE_MS  # carried-forward values older than this do not count
+    # Which readings get an explanation: "selected" (below), "all", or "off".
+    explain: str = "selected"
+    # "selected": risk at or above this (the default rules' lowest model level at which an alert
+    # can be open: model_risk clears below 0.4), NEWS2 at or above explain_news2_at or a single
+    # 3, or the patient's first reading in each explain_every_ms of event time (every card has
+    # a recent explanation).
+    explain_risk_at: float = 0.4
+    explain_news2_at: int = 4
+    explain_every_ms: int = 900_000
 
 
 class ScorerMetrics:
@@ -64,6 +82,10 @@ class ScorerMetrics:
         self.discarded = Counter(
             "wardwatch_state_discarded", "Restored state rows not reused", ["stage", "reason"], registry=r
         )
+        self.explained = Counter("wardwatch_explained", "Risk records written with an explanation", ["stage"], registry=r).labels(STAGE)
+        self.explain_seconds = Histogram(
+            "wardwatch_explain_duration_seconds", "The occlusion step and trends of one round", ["stage"], buckets=FAST_BUCKETS, registry=r
+        ).labels(STAGE)
 
 
 class ScorerProcessor:
@@ -73,16 +95,17 @@ class ScorerProcessor:
     input_topics = (VITALS_TOPIC,)
     output_topics = (RISK, SCORER_STATE, VITALS_DLQ)
     changelog_topic = SCORER_STATE
+    dead_letter_topic = VITALS_DLQ
 
     def __init__(
         self,
-        model: RiskModel,
+        model: StepRuntime,
         model_version: str,
         metrics: StreamMetrics,
         settings: ScorerSettings = ScorerSettings(),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.model = model.eval()
+        self.model = model
         self.model_version = model_version
         self.metrics = metrics
         self.scorer_metrics = ScorerMetrics(metrics)
@@ -199,20 +222,18 @@ class ScorerProcessor:
         known = seen != NEVER
         delta = np.where(known, np.minimum((ts[:, None] - seen) / MS_PER_HOUR, MAX_DELTA_HOURS), MAX_DELTA_HOURS).astype(np.float32)
         last_values = table.last_values[idx]
+        last_mask = known.astype(np.float32)
+        before = table.hidden[idx]  # a copy: the state before this reading, for the occlusion steps
+        previous_ts = table.last_ts[idx]
+        # The trend grid moves with event time, from the values as they stood before this reading.
+        table.trend_refs[idx] = explain.rotate(
+            table.trend_refs[idx], previous_ts, ts, last_values, seen, table.last_risk[idx], self.settings.news2_max_age_ms
+        )
         started = time.perf_counter()
-        with torch.inference_mode():
-            index = torch.from_numpy(idx)
-            state, logits = self.model.step(
-                table.hidden.index_select(0, index),
-                torch.from_numpy(values),
-                torch.from_numpy(mask),
-                torch.from_numpy(delta),
-                torch.from_numpy(last_values),
-                torch.from_numpy(known.astype(np.float32)),
-            )
-            table.hidden.index_copy_(0, index, state)
-            risks = torch.sigmoid(logits).numpy()
+        state, risks = self.model.step(before, values, mask, delta, last_values, last_mask)
+        table.hidden[idx] = state
         self.scorer_metrics.inference_seconds.observe(time.perf_counter() - started)
+        table.last_risk[idx] = risks
 
         observed = mask > 0
         table.last_values[idx] = np.where(observed, values, last_values)
@@ -228,6 +249,9 @@ class ScorerProcessor:
         single3 = scores.single3.tolist()
         parameter_scores = np.where(scores.present, scores.scores, -1).tolist()
         risk_values = risks.tolist()
+        explained = self._explain(
+            idx, ts, previous_ts, risks, scores.total, scores.single3, (before, values, mask, delta, last_values, last_mask)
+        )
         for i, (record, reading) in enumerate(applied):
             table.last_offset[rows[i]] = record.offset
             changed[reading.patient_id] = record.partition
@@ -237,7 +261,7 @@ class ScorerProcessor:
                 OutRecord(
                     topic=RISK,
                     key=record.key if record.key is not None else reading.patient_id.encode(),
-                    value=self._risk_json(reading, risk_values[i], totals[i], single3[i], parameter_scores[i]),
+                    value=self._risk_json(reading, risk_values[i], totals[i], single3[i], parameter_scores[i], explained.get(i)),
                     headers=JSON_HEADERS,
                     timestamp_ms=record.timestamp_ms,
                 )
@@ -245,16 +269,64 @@ class ScorerProcessor:
             self.scorer_metrics.event_to_score.observe(max(0.0, (now_ms - record.timestamp_ms) / 1000.0))
         return out
 
-    def _risk_json(self, reading: Reading, risk: float, total: int, single3: bool, scores: list[int]) -> bytes:
-        """The `risk` record (DESIGN.md §2), formatted directly: this runs once per reading."""
-        parameter_scores = ",".join(
-            f'"{name}":{score}' if score >= 0 else f'"{name}":null' for name, score in zip(PARAMETERS, scores)
-        )
-        return (
-            f'{{"patient_id":{json.dumps(reading.patient_id)},"ts_ms":{reading.ts_ms},"seq":{reading.seq},'
-            f'"risk":{round(risk, 6)!r},"news2":{total},"news2_single3":{"true" if single3 else "false"},'
-            f'"news2_scores":{{{parameter_scores}}},"model":{self._model_json}}}'
-        ).encode()
+    def _risk_json(self, reading: Reading, risk: float, total: int, single3: bool, scores: list[int], explain_json: str | None) -> bytes:
+        """The `risk` record (inference/records.py), formatted directly: this runs once per reading."""
+        return format_risk(reading.patient_id, reading.ts_ms, reading.seq, risk, total, single3, scores, self._model_json, explain_json)
+
+    def _selected(self, ts: np.ndarray, previous_ts: np.ndarray, risks: np.ndarray, totals: np.ndarray, single3: np.ndarray) -> np.ndarray:
+        """Which readings of the round get an explanation (ScorerSettings.explain)."""
+        s = self.settings
+        if s.explain == "all":
+            return np.ones(len(ts), dtype=bool)
+        if s.explain == "off":
+            return np.zeros(len(ts), dtype=bool)
+        new_slot = (previous_ts == NEVER) | (ts // s.explain_every_ms != previous_ts // s.explain_every_ms)
+        return (risks >= s.explain_risk_at) | (totals >= s.explain_news2_at) | single3 | new_slot
+
+    def _explain(
+        self,
+        idx: np.ndarray,
+        ts: np.ndarray,
+        previous_ts: np.ndarray,
+        risks: np.ndarray,
+        totals: np.ndarray,
+        single3: np.ndarray,
+        inputs: tuple[np.ndarray, ...],
+    ) -> dict[int, str]:
+        """The `explain` JSON of each selected reading of the round, by its index in the round."""
+        chosen = np.nonzero(self._selected(ts, previous_ts, risks, totals, single3))[0]
+        if not chosen.size:
+            return {}
+        started = time.perf_counter()
+        table, max_age = self.table, self.settings.news2_max_age_ms
+        before, values, mask, delta, last_values, last_mask = (a[chosen] for a in inputs)
+        contribution = explain.contributions(self.model, before, values, mask, delta, last_values, last_mask, risks[chosen])
+        rows, at = idx[chosen], ts[chosen]
+        seen_now, values_now = table.seen_ts[rows], table.last_values[rows]
+        since, change = explain.trends(table.trend_refs[rows], at, values_now, seen_now, risks[chosen], max_age)
+        fresh = (seen_now[:, :6] != NEVER) & (seen_now[:, :6] >= (at - max_age)[:, None])
+        # Per reading only lists and dicts from here: numpy did the arithmetic, json writes the text.
+        shown = np.where(fresh, np.round(values_now[:, :6].astype(np.float64), 1), np.nan).tolist()
+        rounded = np.round(change, 1)
+        rounded[:, :, 6] = np.round(change[:, :, 6], explain.CONTRIBUTION_DECIMALS)
+        by_name = rounded.transpose(0, 2, 1).tolist()  # [n, trended, horizons]
+        order = np.argsort(-np.abs(contribution), axis=1, kind="stable")[:, : explain.TOP]
+        top_values = np.round(np.take_along_axis(contribution, order, axis=1), explain.CONTRIBUTION_DECIMALS).tolist()
+        order_lists, since_lists = order.tolist(), since.tolist()
+        names, groups = TRENDED, explain.GROUP_NAMES
+        out: dict[int, str] = {}
+        for k, i in enumerate(chosen.tolist()):
+            top = [(groups[g], c) for g, c in zip(order_lists[k], top_values[k]) if c != 0.0]
+            values_k = {name: (None if v != v else v) for name, v in zip(VALUED, shown[k])}
+            trend = {}
+            for name, pair in zip(names, by_name[k]):
+                a, b = pair
+                if a == a or b == b:  # not both NaN
+                    trend[name] = (None if a != a else a, None if b != b else b)
+            out[i] = explanation_json(top, values_k, since_lists[k], trend)
+        self.scorer_metrics.explained.inc(len(out))
+        self.scorer_metrics.explain_seconds.observe(time.perf_counter() - started)
+        return out
 
     def _evict_idle(self, partitions: set[int]) -> list[OutRecord]:
         out: list[OutRecord] = []

@@ -156,7 +156,7 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
     model.load_state_dict(best["state"])
     model = model.cpu().eval()
     with torch.no_grad():
-        model.head.bias -= torch.log(pos_weight.cpu())  # undo the weighting's shift: calibrated risk
+        model.head.bias.sub_(torch.log(pos_weight.cpu()))  # undo the weighting's shift: calibrated risk
     val = validation_metrics(model, val_series)
     val_labels = np.concatenate([s.labels for s in val_series])
     val_news2 = np.concatenate([s.news2 for s in val_series]).astype(float)

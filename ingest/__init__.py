@@ -12,6 +12,7 @@ from ingest.contract import (
     decode_reading,
     encode_reading,
 )
+from ingest.dedup import ReadingId, reading_id
 from ingest.validate import Limits, Reason, Rejected, parse_reading, validate_object
 
 __all__ = [
@@ -24,10 +25,12 @@ __all__ = [
     "VITALS",
     "Limits",
     "Reading",
+    "ReadingId",
     "Reason",
     "Rejected",
     "decode_reading",
     "encode_reading",
     "parse_reading",
+    "reading_id",
     "validate_object",
 ]

@@ -1,6 +1,6 @@
 """The reading contract: the one definition of a vital-signs reading every stage imports.
 
-Fields, units and accepted ranges follow DESIGN.md §2. A `Reading` is what travels on the
+Fields, units and accepted ranges: docs/topics.md (`vitals`). A `Reading` is what travels on the
 `vitals` topic; `encode_reading`/`decode_reading` are its JSON codec.
 """
 
@@ -25,7 +25,7 @@ UNITS: Final = {
     "dbp": "mmHg",
 }
 
-# Accepted physiological ranges at ingest, inclusive (DESIGN.md §2).
+# Accepted physiological ranges at ingest, inclusive (docs/topics.md).
 RANGES: Final = {
     "hr": (20.0, 300.0),
     "rr": (2.0, 80.0),

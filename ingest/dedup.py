@@ -6,6 +6,11 @@ serves one patient at a time, and it keeps windows small). A seen seq remembers 
 the same seq with another event time is a device that restarted its counter, so it is accepted
 and replaces the old entry rather than losing the new reading.
 
+Corrections (FHIR `amended`/`corrected`) are not duplicates: `ingest.fhir` gives a correction a
+seq that also covers its status and values, so the key differs from the reading it corrects,
+and the corrected value reaches the scorer; a resent copy of the same correction has the same
+key and is dead-lettered `duplicate` like any resend.
+
 Bounds: per (patient, device), entries older than `window_ms` of event time behind that
 device's newest reading are forgotten, and at most `max_seqs` are kept; a (patient, device)
 silent for `window_ms` behind its partition's newest reading is forgotten entirely; at most
@@ -25,10 +30,31 @@ import json
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from ingest.contract import Reading
 
 SEPARATOR = "\x1f"
 
 Device = tuple[str, str]  # (patient_id, device_id)
+
+
+class ReadingId(NamedTuple):
+    """What makes two readings the same reading: one device's `seq` for one patient, at one event time.
+
+    The one definition of "a duplicate" in wardwatch: ingest de-duplicates live records by it
+    (within its window) and training de-duplicates cohorts by it (inference/dataset.py).
+    """
+
+    patient_id: str
+    device_id: str
+    seq: int
+    ts_ms: int
+
+
+def reading_id(reading: Reading) -> ReadingId:
+    """The identity of `reading` for de-duplication."""
+    return ReadingId(reading.patient_id, reading.device_id, reading.seq, reading.ts_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +96,9 @@ class DedupState:
         # (partition, key) -> ts_ms or None (tombstone); the latest change per key wins.
         self._pending: dict[tuple[int, bytes], int | None] = {}
 
-    def seen(self, partition: int, patient_id: str, device_id: str, seq: int, ts_ms: int) -> bool:
+    def seen(self, partition: int, identity: ReadingId) -> bool:
         """True if this exact reading was seen; otherwise remember it and return False."""
+        patient_id, device_id, seq, ts_ms = identity
         part = self._partitions.setdefault(partition, _Partition())
         device = (patient_id, device_id)
         window = part.devices.get(device)

@@ -1,21 +1,33 @@
 """FHIR R4 vital-signs Observations (single, or a Bundle of them) -> readings.
 
-Mapping (HL7 vital-signs profile, LOINC codes, UCUM units; DESIGN.md §2):
+Mapping (HL7 vital-signs profile, LOINC codes, UCUM units; docs/topics.md):
 - `code`: a LOINC coding (system http://loinc.org) of 8867-4 hr, 9279-1 rr, 59408-5 or 2708-6
   spo2, 8310-5 temp, 8480-6 sbp, 8462-4 dbp, or the blood-pressure panel 85354-9 whose
   `component`s carry 8480-6/8462-4. Other codes (weight, BMI, the 85353-1 panel that only
   groups members) are `unsupported_fhir`.
 - `valueQuantity` in UCUM, converted by `ingest.units`; no value (dataAbsentReason) is
   `missing_field`. A panel component without a value leaves that vital absent.
+- `valueQuantity.comparator` (<, <=, >=, >, ad) makes the value a bound, not a measurement: the
+  Observation is rejected (`unsupported_fhir`), never read as the bare number.
+- A `modifierExtension` on the Observation or on a component changes the meaning of what it
+  sits on; FHIR says such data SHALL NOT be processed when the modifier is not understood. We
+  understand none, so any modifierExtension rejects the Observation (`unsupported_fhir`).
 - `status` must be final, amended, corrected or preliminary: other states are not measurements.
 - `patient_id` is the id of `subject.reference` "Patient/<id>" (a base URL and /_history are
-  allowed). `device_id` is the id of `device.reference` (or `device.identifier.value`), else
-  "fhir-unspecified". `ts_ms` is `effectiveDateTime`, `effectiveInstant` or
+  allowed). `device_id` is the id of `device.reference`, which must be "Device/<id>" (any other
+  resource type is rejected), or `device.identifier.value`, else "fhir-unspecified". `ts_ms` is `effectiveDateTime`, `effectiveInstant` or
   `effectivePeriod.start`, which must carry a time of day and a zone.
 - `seq`: FHIR has no per-device counter, so it is a stable 53-bit hash of the patient, the
   effective time and each member's identity (first identifier system|value, else id, else the
   canonical JSON). A resent Observation or Bundle gets the same seq, which is what
   de-duplication needs; 53 bits stay exact in every JSON reader.
+- Corrections: an `amended` or `corrected` Observation re-states an earlier one (same identity,
+  same effective time) with another value. Its seq also covers its status and the mapped
+  values, so it is not a duplicate of the reading it corrects and reaches the scorer, while a
+  resent copy of the same correction still is. The scorer takes it like any reading: at or
+  after the patient's last applied event time it is scored (the corrected value supersedes the
+  one it corrects from then on); older, it is dead-lettered `late`. The correction stays
+  visible as the resource on `vitals.raw` (its status says so) and as its own `vitals` record.
 - A Bundle: each entry maps on its own. Observations of one patient and device at the same
   effective time merge into one reading (as a bedside monitor reports one set), unless two set
   the same vital: then the later one starts another reading. A reject in one entry does not
@@ -41,6 +53,8 @@ BP_PANEL: Final = "85354-9"
 VITAL_SIGNS_PANEL: Final = "85353-1"
 CODES: Final = {"8867-4": "hr", "9279-1": "rr", "59408-5": "spo2", "2708-6": "spo2", "8310-5": "temp", "8480-6": "sbp", "8462-4": "dbp"}
 MEASURED: Final = ("final", "amended", "corrected", "preliminary")
+CORRECTIONS: Final = ("amended", "corrected")
+COMPARATORS: Final = ("<", "<=", ">=", ">", "ad")
 NO_DEVICE: Final = "fhir-unspecified"
 
 REFERENCE = re.compile(r"(?:^|/)([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
@@ -121,6 +135,10 @@ def _collection(resources: list[Any]) -> dict[str, Any]:
 def _seq(reading: Reading, resources: list[Any]) -> int:
     identities = sorted(_identity(r) for r in resources)
     text = "\n".join([reading.patient_id, str(reading.ts_ms), *identities])
+    if any(isinstance(r, dict) and r.get("status") in CORRECTIONS for r in resources):
+        # A correction is a new reading of the same moment: its values belong to its identity.
+        values = {name: getattr(reading, name) for name in VITALS}
+        text += "\ncorrection:" + json.dumps(values, sort_keys=True, separators=(",", ":"))
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 11
 
 
@@ -148,7 +166,9 @@ def observation_fields(obs: dict[str, Any]) -> dict[str, Any]:
     status = obs.get("status")
     if status not in MEASURED:
         raise Rejected(Reason.UNSUPPORTED_FHIR, f"status {_short(status)}: only {', '.join(MEASURED)} observations are measurements")
+    _no_modifiers(obs, "Observation")
     code = _loinc(obs.get("code"), "code")
+    assert code is not None  # required: _loinc raises Rejected rather than return None
     fields: dict[str, Any] = {
         "patient_id": _reference_id(obs.get("subject"), "subject", ("Patient",)),
         "device_id": _device(obs.get("device")),
@@ -159,7 +179,8 @@ def observation_fields(obs: dict[str, Any]) -> dict[str, Any]:
         components = obs.get("component")
         if not isinstance(components, list):
             raise Rejected(Reason.MISSING_FIELD, f"{BP_PANEL} blood-pressure panel has no component list")
-        for component in components:
+        for index, component in enumerate(components):
+            _no_modifiers(component, f"component[{index}]")
             name = CODES.get(_loinc(component.get("code"), "component.code", required=False) or "")
             if name in ("sbp", "dbp") and component.get("valueQuantity") is not None:
                 fields[name] = _quantity(component["valueQuantity"], name)
@@ -196,9 +217,24 @@ def _loinc(concept: Any, where: str, *, required: bool = True) -> str | None:
     raise Rejected(Reason.UNSUPPORTED_FHIR, f"{where}: LOINC {_short(seen[:3]) if seen else 'none'}, expected one of {known}")
 
 
+def _no_modifiers(element: Any, where: str) -> None:
+    """Reject an element that carries a modifierExtension: we understand none of them."""
+    modifiers = element.get("modifierExtension") if isinstance(element, dict) else None
+    if modifiers:
+        first = modifiers[0] if isinstance(modifiers, list) else modifiers
+        url = first.get("url") if isinstance(first, dict) else None
+        named = f"url={str(url)[:160]!r}" if isinstance(url, str) else _short(modifiers)
+        raise Rejected(Reason.UNSUPPORTED_FHIR, f"{where}.modifierExtension {named}: "
+                       "an unknown modifier changes the meaning, so the Observation is not processed")
+
+
 def _quantity(quantity: Any, name: str) -> float:
     if not isinstance(quantity, dict):
         raise Rejected(Reason.WRONG_TYPE, f"{name}: valueQuantity must be an object")
+    comparator = quantity.get("comparator")
+    if comparator is not None:
+        raise Rejected(Reason.UNSUPPORTED_FHIR, f"{name}: valueQuantity.comparator {_short(comparator)} makes the value a bound, "
+                       "not a measurement (the contract carries exact values only)")
     value = quantity.get("value")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Rejected(Reason.WRONG_TYPE, f"{name}: valueQuantity.value={_short(value)}, expected a number")
@@ -228,10 +264,7 @@ def _device(ref: Any) -> str:
         return NO_DEVICE
     text = ref.get("reference")
     if isinstance(text, str):
-        match = REFERENCE.search(text)
-        if match is None:
-            raise Rejected(Reason.UNSUPPORTED_FHIR, f"device.reference {_short(text)}: expected \"Device/<id>\"")
-        return match.group(2)
+        return _reference_id(ref, "device", ("Device",))
     identifier = ref.get("identifier")
     if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
         return identifier["value"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from prometheus_client import Gauge
 
 from ingest.contract import Reading, encode_reading
-from ingest.dedup import DedupSettings, DedupState
+from ingest.dedup import DedupSettings, DedupState, reading_id
 from ingest.payload import parse_payload
 from ingest.validate import Limits, Reason, Rejected, limits
 from runtime.config import StreamConfig, require, setting
@@ -60,6 +60,7 @@ class IngestProcessor:
     input_topics = (VITALS_RAW,)
     output_topics = (VITALS, VITALS_DLQ)
     changelog_topic: str | None = INGEST_STATE
+    dead_letter_topic: str | None = VITALS_DLQ
 
     def __init__(
         self,
@@ -95,7 +96,7 @@ class IngestProcessor:
                 if reading is None:
                     assert item.rejected is not None
                     refused.append((index, item.rejected))
-                elif self.dedup.seen(record.partition, reading.patient_id, reading.device_id, reading.seq, reading.ts_ms):
+                elif self.dedup.seen(record.partition, reading_id(reading)):
                     detail = f"device_id={reading.device_id[:64]!r} seq={reading.seq} ts_ms={reading.ts_ms} was already accepted"
                     refused.append((index, Rejected(Reason.DUPLICATE, detail)))
                 else:

@@ -1,4 +1,4 @@
-"""Normalisation: a value in a declared UCUM unit -> the contract's unit (DESIGN.md §2).
+"""Normalisation: a value in a declared UCUM unit -> the contract's unit (docs/topics.md).
 
 Plain readings on `vitals.raw` are in the contract's units by definition and declare none.
 FHIR `valueQuantity` declares its unit as a UCUM code (`code`, system

@@ -48,7 +48,7 @@ class Reason(StrEnum):
     UNKNOWN_ACVPU = "unknown_acvpu"
     TS_FUTURE = "ts_future"
     TS_PAST = "ts_past"
-    LATE = "late"  # set by the scorer: older than the patient's last applied event time
+    LATE = "late"  # set by the scorer and the alert service: older than the patient's last applied event time
     DUPLICATE = "duplicate"
     UNSUPPORTED_FHIR = "unsupported_fhir"  # not a vital-signs Observation (or Bundle of them) we map
     UNSUPPORTED_UNIT = "unsupported_unit"  # a declared unit we cannot convert to the contract's

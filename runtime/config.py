@@ -16,9 +16,12 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")  # a service's config dataclass
 
 
 class ConfigError(ValueError):
@@ -139,6 +142,10 @@ class KafkaConfig(KafkaSecurityConfig):
     replication_factor: int = setting(1, "replication factor for topics the service creates")
     topic_prefix: str = setting("", "prefix for every topic and group name (several pipelines on one cluster)")
     log_level: str = setting("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    kafka_client: str = setting(
+        "kafka-python", "Kafka client library: kafka-python (pure Python) or confluent (librdkafka)",
+        choices=("kafka-python", "confluent"),
+    )
 
     def __post_init__(self) -> None:
         for server in self.bootstrap_servers.split(","):

@@ -1,8 +1,9 @@
 """File mode: run a stage's core over a JSONL file, no Kafka (replays, datasets, core tests).
 
 Each input line is one record value. The stage's main output goes to `output`, one JSON value
-per line; dead-letter records go to `output` + `.dlq.jsonl` with their reason; changelog
-records are not written (file mode starts from empty state and keeps it in memory).
+per line; records for the stage's dead-letter topic (`processor.dead_letter_topic`) go to
+`output` + `.dlq.jsonl` with their reason; changelog records are not written (file mode starts
+from empty state and keeps it in memory).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 from runtime.metrics import StreamMetrics
 from runtime.processor import Processor
 from runtime.records import InRecord, OutRecord, header
-from runtime.topics import VITALS_DLQ
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,7 @@ def run_file(
     """Feed `input_path` through `processor` in batches; write outputs as JSONL."""
     stage = processor.stage
     topic = processor.input_topics[0]
+    dead_letters = processor.dead_letter_topic
     n_in = n_out = n_dlq = 0
     now_ms = int(time.time() * 1000)
     with open(input_path, "rb") as src, open(output_path, "wb") as out, open(dlq_path(output_path), "wb") as dlq:
@@ -46,7 +47,7 @@ def run_file(
         def flush() -> None:
             nonlocal n_out, n_dlq
             for record in processor.process(batch):
-                if record.topic == VITALS_DLQ:
+                if dead_letters is not None and record.topic == dead_letters:
                     dlq.write(_dlq_line(record))
                     n_dlq += 1
                 elif record.topic == processor.changelog_topic or record.value is None:

@@ -16,10 +16,19 @@ class Processor(Protocol):
     outputs of one `process` call commit atomically with the consumed offsets.
     """
 
-    stage: str
-    input_topics: tuple[str, ...]
-    output_topics: tuple[str, ...]
-    changelog_topic: str | None
+    # Read-only, so that a core may declare narrower types (a one-topic `tuple[str]`, a `str`).
+    @property
+    def stage(self) -> str: ...
+    @property
+    def input_topics(self) -> tuple[str, ...]: ...
+    @property
+    def output_topics(self) -> tuple[str, ...]: ...
+    @property
+    def changelog_topic(self) -> str | None: ...
+    @property
+    def dead_letter_topic(self) -> str | None:
+        """Where this stage's rejects go; None: it rejects nothing."""
+        ...
 
     def restore(self, partition: int, changelog: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Rebuild the state of `partition` from its changelog (key, value) records, oldest first."""

@@ -6,7 +6,7 @@ import gc
 import logging
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -55,7 +55,7 @@ def run_stream(
     stage: str,
     registry: CollectorRegistry | None = None,
     stop: threading.Event | None = None,
-    assignors: Sequence[Any] | None = None,
+    assignor: str | None = None,
     build_info: dict[str, str] | None = None,
 ) -> int:
     """Build the stage's processor and run it until stopped; returns a process exit code."""
@@ -74,5 +74,5 @@ def run_stream(
         return 0
     metrics_module.serve(registry, config.metrics_port, config.metrics_host)
     tune_gc()
-    StreamLoop(processor, config, stream_metrics, stop or stop_on_signals(), assignors=assignors).run()
+    StreamLoop(processor, config, stream_metrics, stop or stop_on_signals(), assignor=assignor).run()
     return 0

@@ -1,4 +1,4 @@
-"""Topic names and their kinds: the one place a topic is named (DESIGN.md §1)."""
+"""Topic names and their kinds: the one place a topic is named (contracts: docs/topics.md)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class TopicSpec:
     retention_ms: int | None = None
 
 
-# Every topic keyed by patient id shares one partition count (co-partitioning, DESIGN.md §1).
+# Every topic keyed by patient id shares one partition count (co-partitioning, docs/topics.md).
 ALL: Final = (
     TopicSpec(VITALS_RAW),
     TopicSpec(VITALS),

@@ -1,7 +1,7 @@
 """What the ward staff do: give oxygen, and chart oxygen and consciousness (ACVPU).
 
 Wearables measure neither supplemental oxygen nor consciousness. Decision: both are
-nurse-charted, at 4-hourly observation rounds (ward practice, clinical.md §6) and whenever a
+nurse-charted, at 4-hourly observation rounds (ward practice, docs/model.md) and whenever a
 nurse notices a change (5-30 min after it). The bedside hub attaches the last charted values
 to every reading it forwards, so `on_oxygen` and `acvpu` are present on every reading but lag
 the patient by the charting delay, as in real charts.
@@ -43,7 +43,7 @@ def oxygen(
     run[:, window:] -= run[:, :-window].copy()
     sustained = run >= window
     first = np.where(sustained.any(axis=1), sustained.argmax(axis=1), slots)
-    start = first + (rng.uniform(5.0, 20.0, n) * per_min).astype(np.int64)
+    start = first + (rng.uniform(5.0, 20.0, (n,)) * per_min).astype(np.int64)
     started = t >= start[:, None]
     # Oxygen lifts saturation by a few points within minutes; the disease keeps going underneath.
     # Scale-2 patients get controlled oxygen titrated to their 88-92% target, so a smaller lift.
@@ -61,7 +61,7 @@ def chart(rng: np.random.Generator, truth: np.ndarray, interval_s: float, rounds
     charted_at = np.zeros((n, slots), dtype=bool)
     charted_at[:, 0] = True  # admission observations
     period = max(1, int(round(rounds_h * 60.0 * per_min)))
-    phase = rng.integers(0, period, n)
+    phase = rng.integers(0, period, (n,))
     charted_at |= (np.arange(slots)[None, :] - phase[:, None]) % period == 0
     rows, cols = np.nonzero(truth[:, 1:] != truth[:, :-1])
     noticed = cols + 1 + (rng.uniform(*delay_min, rows.size) * per_min).astype(np.int64)

@@ -41,7 +41,7 @@ TRUTH_LIMITS = {HR: (25.0, 230.0), RR: (3.0, 70.0), SPO2: (55.0, 100.0), TEMP: (
 @dataclass(frozen=True)
 class CohortConfig:
     """What to simulate. The default deteriorating fraction (25%) is enriched for demos and
-    training; real wards see about 0.02 deteriorations per patient-day (clinical.md §5)."""
+    training; real wards see about 0.02 deteriorations per patient-day (docs/model.md)."""
 
     patients: int = 40
     hours: float = 12.0

@@ -1,6 +1,6 @@
 """Confounders: patients whose vitals look abnormal, or change, without deteriorating.
 
-They are what makes fixed thresholds alarm wrongly (clinical.md §5: 80-99% of alarms are
+They are what makes fixed thresholds alarm wrongly (docs/alerts.md: most monitor alarms are
 non-actionable) and what a learned model has to see past. A patient may have several, and a
 deteriorating patient may have them too (a COPD patient can still get sepsis).
 """
@@ -49,7 +49,7 @@ def adjust_baselines(rng: np.random.Generator, flags: dict[str, np.ndarray], bas
     base.values[HR] = np.where(copd, base.values[HR] + 5.0, base.values[HR])
     tachy = flags["chronic_tachycardia"]
     base.values[HR] = np.where(tachy, rng.uniform(100.0, 118.0, n), base.values[HR])
-    # Irregular rhythm: HR wanders more (wearable HR is unreliable in AF, clinical.md §6).
+    # Irregular rhythm: HR wanders more (wearable HR is unreliable in AF, docs/model.md).
     base.noise_scale[HR] = np.where(tachy, 1.8, 1.0)
 
 

@@ -1,6 +1,6 @@
 """Wearables: what of the true physiology a device reports, and what it gets wrong.
 
-Reporting (clinical.md §6): HR, SpO2 and RR every slot (`interval_s`, default 60 s, the usual
+Reporting (docs/model.md, "The simulated ward"): HR, SpO2 and RR every slot (`interval_s`, default 60 s, the usual
 IHE PCD-01 period; SensiumVitals reports every 2 min); temperature every `temp_interval_s`
 (5 min); blood pressure from an automatic cuff hourly, at 4-hourly rounds, or never.
 
@@ -178,8 +178,8 @@ def measure(
     # A buffered slot is delivered with the first live slot after its outage.
     index = np.where(buffered, slots, np.arange(slots)[None, :])
     buffered_until = np.minimum.accumulate(index[:, ::-1], axis=1)[:, ::-1]
-    skew_ms = rng.uniform(-config.max_skew_s, config.max_skew_s, n) * 1000.0
-    drift_ppm = rng.uniform(-20.0, 20.0, n)
+    skew_ms = rng.uniform(-config.max_skew_s, config.max_skew_s, (n,)) * 1000.0
+    drift_ppm = rng.uniform(-20.0, 20.0, (n,))
     return Measured(values, scheduled, down, buffered_until, artefact, skew_ms, drift_ppm)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from runtime.kafka import clients
+from runtime.kafka.client import KafkaClient, connect
 from runtime.records import JSON_HEADERS, to_json
 from runtime.topics import SIM_EVENTS, VITALS_RAW
 from sim.cohort import Cohort
@@ -54,7 +54,7 @@ def payloads(cohort: Cohort, bad_rate: float, seed: int) -> Iterator[tuple[str |
 
 def run_live(
     cohort: Cohort,
-    bootstrap: str,
+    kafka: KafkaClient | str,
     *,
     speed: float,
     stop: threading.Event,
@@ -62,8 +62,11 @@ def run_live(
     on_sent: Callable[[int], None] | None = None,
     topic_prefix: str = "",
 ) -> int:
-    """Produce the cohort paced by event time; returns the number of records sent."""
-    producer = clients.producer(bootstrap, client_id="wardwatch-sim", linger_ms=20)
+    """Produce the cohort paced by event time; returns the number of records sent.
+
+    `kafka`: a client (`runtime.kafka.client.from_config`) or a bootstrap address."""
+    kafka = connect(kafka) if isinstance(kafka, str) else kafka
+    producer = kafka.producer(client_id="wardwatch-sim", linger_ms=20)
     events = sorted(cohort.events, key=lambda e: e.event_ts_ms)
     next_event = 0
     sent = 0
@@ -79,16 +82,16 @@ def run_live(
                     break
             while next_event < len(events) and events[next_event].event_ts_ms <= ts:
                 e = events[next_event]
-                producer.send(topic_prefix + SIM_EVENTS, key=e.patient_id.encode(), value=to_json(event_record(e)),
+                producer.send(topic_prefix + SIM_EVENTS, to_json(event_record(e)), key=e.patient_id.encode(),
                               headers=list(JSON_HEADERS))
                 next_event += 1
-            producer.send(topic_prefix + VITALS_RAW, key=key.encode() if key else None, value=value, headers=list(JSON_HEADERS), timestamp_ms=None)
+            producer.send(topic_prefix + VITALS_RAW, value, key=key.encode() if key else None, headers=list(JSON_HEADERS))
             sent += 1
             if on_sent is not None:
                 on_sent(1)
-        producer.flush()
+        producer.flush(timeout_s=120)
     finally:
-        producer.close(timeout=10)
+        producer.close(timeout_s=10)
     log.info("sim finished records=%d", sent)
     return sent
 

@@ -91,7 +91,7 @@ def plot_examples(cohort: Cohort, path: str | Path, count: int = 6, dpi: int = 8
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.canvas.draw()
-    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
+    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])  # type: ignore[attr-defined]  # Agg canvas
     plt.close(fig)
     # A 128-colour palette keeps the PNG small enough to live in the repository.
     image.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(out, optimize=True)

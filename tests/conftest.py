@@ -7,6 +7,10 @@ users per service, ACLs); else testcontainers (apache/kafka, KRaft, plaintext) i
 daemon answers. With the secured broker the test process itself is `admin` and every spawned
 service runs as its own principal (tests/support/kafka.py `spawn`). No broker means the Kafka
 tests fail with the reason; they never skip.
+
+The Kafka client (kafka-python or confluent) comes from `kafka_client`: tests marked
+`both_clients` run once on each, every other test on $WARDWATCH_KAFKA_CLIENT (default kafka-python).
+Either client gets the same security settings (`runtime.kafka.client.connect`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from runtime.kafka.client import CLIENTS, DEFAULT_CLIENT
+from runtime.kafka.client import ENV as KAFKA_CLIENT_ENV
 from tests.support.kafka import Cluster, use_cluster
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
@@ -45,7 +51,7 @@ def _docker_answers() -> bool:
 @pytest.fixture(scope="session")
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A real Apache Kafka broker for this test session; secured unless one is configured."""
-    from runtime.kafka.clients import wait_for_broker
+    from runtime.kafka.client import wait_for_broker
 
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
@@ -147,6 +153,23 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_clients: run once per Kafka client (kafka-python, confluent)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_clients") and "kafka_client" in metafunc.fixturenames:
+        metafunc.parametrize("kafka_client", CLIENTS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def kafka_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Kafka client this test's services (spawned with this environment) and helpers use."""
+    name = getattr(request, "param", None) or os.environ.get(KAFKA_CLIENT_ENV) or DEFAULT_CLIENT
+    monkeypatch.setenv(KAFKA_CLIENT_ENV, name)
+    return name
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from sim.cohort import CohortConfig, generate
 from sim.devices import DeviceConfig
 from tests.support.kafka import create_topics, produce_paced, read_committed, spawn, wait_until
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.both_clients]
 
 # The input goes straight to the stage under test, past ingest's de-duplication: no duplicate
 # or reordered deliveries, so every record has exactly one expected output.

@@ -10,10 +10,10 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kafka import KafkaProducer
 
+from runtime.kafka.client import CLIENTS
 from runtime.topics import VITALS, VITALS_DLQ, VITALS_RAW
-from tests.support.kafka import Service, client_kwargs, create_topics, read_committed, spawn
+from tests.support.kafka import Service, create_topics, produce_acked, read_committed, spawn
 from tests.test_ingest_properties import json_values, reading_like
 
 pytestmark = pytest.mark.kafka
@@ -33,12 +33,14 @@ payloads = st.lists(
 )
 
 
-@pytest.fixture(scope="module")
-def ingest_service(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+@pytest.fixture(scope="module", params=CLIENTS)
+def ingest_service(request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """The ingest service on each Kafka client in turn."""
     prefix = f"ingestprop{int(time.time() * 1000) % 10**8}."
     create_topics(kafka_bootstrap, prefix)
     workdir = tmp_path_factory.mktemp("ingest")
-    service = spawn("ingest", ["ingest", "--bootstrap-servers", kafka_bootstrap, "--topic-prefix", prefix, "--metrics-port", "-1"], workdir)
+    service = spawn("ingest", ["ingest", "--bootstrap-servers", kafka_bootstrap, "--topic-prefix", prefix, "--metrics-port", "-1",
+                               "--kafka-client", request.param], workdir)
     yield service, prefix
     service.stop()
 
@@ -57,9 +59,7 @@ def test_every_generated_record_lands_exactly_once_and_the_service_survives(
     batch: list[bytes], ingest_service: tuple[Service, str], kafka_bootstrap: str
 ) -> None:
     service, prefix = ingest_service
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", **client_kwargs())
-    sent = {(m.partition, m.offset) for m in (producer.send(prefix + VITALS_RAW, value=v, key=b"k").get(30) for v in batch)}
-    producer.close()
+    sent = set(produce_acked(kafka_bootstrap, prefix + VITALS_RAW, [(b"k", v) for v in batch]))
 
     deadline = time.monotonic() + 60
     while True:

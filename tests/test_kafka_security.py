@@ -17,19 +17,18 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
-from kafka import TopicPartition
 from kafka.admin import ACLOperation, ACLResourcePatternType, ResourceType
-from kafka.errors import TopicAuthorizationFailedError
 
 from runtime.config import ConfigError, KafkaSecurityConfig, load
-from runtime.kafka import clients, security
+from runtime.kafka import security
+from runtime.kafka.client import KafkaClientError, TopicPartition, confluent, connect, kafka_python
 from runtime.topics import ALERTS, ALERTS_CONTROL, VITALS, VITALS_DLQ, VITALS_RAW
 from tests.support.kafka import REPO, Cluster, create_topics
 from wardwatch.broker import SERVICES, service_acls
 
 
 # -- settings (no broker) --------------------------------------------------------------------------
-def test_settings_give_the_standard_properties_and_their_kafka_python_names(tmp_path: Path) -> None:
+def test_settings_give_the_standard_properties_and_each_clients_names(tmp_path: Path) -> None:
     secret = tmp_path / "ingest.password"
     secret.write_text("s3cret\n")
     ca = tmp_path / "ca.pem"
@@ -40,12 +39,14 @@ def test_settings_give_the_standard_properties_and_their_kafka_python_names(tmp_
     assert resolved.properties() == {
         "security.protocol": "SASL_SSL",  # secure by default
         "ssl.ca.location": str(ca),
+        "ssl.endpoint.identification.algorithm": "https",  # the broker's name must match its certificate
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "ingest",
         "sasl.password": "s3cret",
     }
     assert "s3cret" not in repr(resolved)
-    assert security.kafka_python(resolved.properties()) == {
+    assert confluent.translate_properties(resolved.properties()) == resolved.properties()
+    assert kafka_python.translate_properties(resolved.properties()) == {
         "security_protocol": "SASL_SSL",
         "ssl_cafile": str(ca),
         "sasl_mechanism": "SCRAM-SHA-512",
@@ -190,49 +191,75 @@ def test_unauthenticated_wrong_password_and_plaintext_clients_are_refused(secure
     assert any(e.code() == KafkaError._SSL and "certificate verify failed" in e.str() for e in errors), errors
 
 
-def test_the_sim_cannot_write_alerts_or_read_vitals(secure_kafka: Cluster, topic_prefix: str) -> None:
+def _refused(error: pytest.ExceptionInfo[KafkaClientError]) -> bool:
+    """The broker's answer was a topic authorization failure (either client's spelling)."""
+    text = str(error.value).replace("_", "").lower()
+    return "topicauthorizationfailed" in text
+
+
+@pytest.mark.both_clients
+def test_the_sim_cannot_write_alerts_or_read_vitals(secure_kafka: Cluster, topic_prefix: str, kafka_client: str) -> None:
     create_topics(secure_kafka.bootstrap, topic_prefix, partitions=1)
     secure_kafka.broker.grant(topic_prefix)
-    sim = secure_kafka.broker.client_security("sim").properties()
-    producer = clients.producer(secure_kafka.bootstrap, client_id="test-sim", security=sim, max_block_ms=15000)
+    sim = connect(secure_kafka.bootstrap, kafka_client, secure_kafka.broker.client_security("sim").properties())
+    producer = sim.producer(client_id="test-sim", request_timeout_ms=15_000)
     try:
-        producer.send(topic_prefix + VITALS_RAW, key=b"P1", value=b"{}").get(timeout=30)  # its own topic: fine
-        with pytest.raises(TopicAuthorizationFailedError):
-            producer.send(topic_prefix + ALERTS, key=b"P1", value=b'{"status": "resolved"}').get(timeout=30)
+        producer.send_acked(topic_prefix + VITALS_RAW, b"{}", key=b"P1").wait(30)  # its own topic: fine
+        with pytest.raises(KafkaClientError) as denied:
+            producer.send_acked(topic_prefix + ALERTS, b'{"status": "resolved"}', key=b"P1").wait(30)
+        assert _refused(denied), denied.value
     finally:
-        producer.close()
-    consumer = clients.consumer(secure_kafka.bootstrap, client_id="test-sim", group_id=None, security=sim)
+        producer.close(timeout_s=10)
+    consumer = sim.consumer(client_id="test-sim", group_id=None)
     try:
-        with pytest.raises(TopicAuthorizationFailedError):
-            consumer.beginning_offsets([TopicPartition(topic_prefix + VITALS, 0)])
+        with pytest.raises(KafkaClientError) as denied:
+            consumer.end_offsets([TopicPartition(topic_prefix + VITALS, 0)])
+        assert _refused(denied), denied.value
     finally:
         consumer.close()
     # Its metadata shows only its own topics.
-    visible, _ = _metadata(secure_kafka, sim)
+    visible, _ = _metadata(secure_kafka, secure_kafka.broker.client_security("sim").properties())
     assert {t for t in visible.topics if t.startswith(topic_prefix)} == {topic_prefix + VITALS_RAW, topic_prefix + "sim.events"}
 
 
-def test_the_ward_view_cannot_write_vitals_raw(secure_kafka: Cluster, topic_prefix: str) -> None:
+@pytest.mark.both_clients
+def test_the_ward_view_cannot_write_vitals_raw(secure_kafka: Cluster, topic_prefix: str, kafka_client: str) -> None:
     create_topics(secure_kafka.bootstrap, topic_prefix, partitions=1)
     secure_kafka.broker.grant(topic_prefix)
-    wardview = secure_kafka.broker.client_security("wardview").properties()
-    producer = clients.producer(secure_kafka.bootstrap, client_id="test-wardview", security=wardview, max_block_ms=15000)
+    wardview = connect(secure_kafka.bootstrap, kafka_client, secure_kafka.broker.client_security("wardview").properties())
+    producer = wardview.producer(client_id="test-wardview", request_timeout_ms=15_000)
     try:
-        producer.send(topic_prefix + ALERTS_CONTROL, key=b"P1", value=b"{}").get(timeout=30)  # acknowledgements: fine
-        with pytest.raises(TopicAuthorizationFailedError):
-            producer.send(topic_prefix + VITALS_RAW, key=b"P1", value=b'{"patient_id": "P1"}').get(timeout=30)
+        producer.send_acked(topic_prefix + ALERTS_CONTROL, b"{}", key=b"P1").wait(30)  # acknowledgements: fine
+        with pytest.raises(KafkaClientError) as denied:
+            producer.send_acked(topic_prefix + VITALS_RAW, b'{"patient_id": "P1"}', key=b"P1").wait(30)
+        assert _refused(denied), denied.value
     finally:
-        producer.close()
+        producer.close(timeout_s=10)
     for topic, allowed in ((VITALS, True), (VITALS_DLQ, False)):  # it reads what it shows, nothing else
-        consumer = clients.consumer(secure_kafka.bootstrap, client_id="test-wardview", group_id=None, security=wardview)
+        consumer = wardview.consumer(client_id="test-wardview", group_id=None)
         try:
             if allowed:
-                assert consumer.beginning_offsets([TopicPartition(topic_prefix + topic, 0)])
+                assert consumer.end_offsets([TopicPartition(topic_prefix + topic, 0)]) == {TopicPartition(topic_prefix + topic, 0): 0}
             else:
-                with pytest.raises(TopicAuthorizationFailedError):
-                    consumer.beginning_offsets([TopicPartition(topic_prefix + topic, 0)])
+                with pytest.raises(KafkaClientError) as denied:
+                    consumer.end_offsets([TopicPartition(topic_prefix + topic, 0)])
+                assert _refused(denied), denied.value
         finally:
             consumer.close()
+
+
+def test_every_client_gets_the_process_settings_by_default(secure_kafka: Cluster, kafka_client: str) -> None:
+    """`connect` without properties: the process's installed (or environment's) settings, here
+    the test process's `admin`; an explicit `{}` is a plaintext client the TLS listener refuses."""
+    from runtime.kafka.client import wait_for_broker
+
+    wait_for_broker(connect(secure_kafka.bootstrap), timeout_s=30)
+    security.install(security.KafkaSecurity(security_protocol="PLAINTEXT"))
+    try:
+        with pytest.raises(TimeoutError):
+            wait_for_broker(connect(secure_kafka.bootstrap), timeout_s=3)
+    finally:
+        security.install(None)
 
 
 def test_credentials_are_owner_only_files_and_never_on_a_command_line(secure_kafka: Cluster) -> None:
@@ -288,13 +315,18 @@ def test_every_compose_service_runs_as_its_own_kafka_user_and_sees_only_its_secr
         env = service["environment"]
         assert env["WARDWATCH_SASL_USERNAME"] == name and env["WARDWATCH_SECURITY_PROTOCOL"] == "SASL_SSL"
         assert not [k for k in env if "PASSWORD" in k and not k.endswith("_FILE")]
-        mounts = [m for m in service["volumes"] if isinstance(m, dict) and m["source"] == "kafka-secrets"]
-        assert len(mounts) == 1 and mounts[0]["volume"]["subpath"] == name and mounts[0]["read_only"]
-        assert env["WARDWATCH_KAFKA_PASSWORD_FILE"].startswith(mounts[0]["target"] + "/")
+        # Exactly one secrets volume, its own, read-only (a named volume per principal: Engine 20.10+).
+        mounts = [m.split(":") for m in service["volumes"] if m.startswith("kafka-secrets")]
+        assert mounts == [[f"kafka-secrets-{name}", "/run/wardwatch/kafka", "ro"]]
+        assert env["WARDWATCH_KAFKA_PASSWORD_FILE"].startswith("/run/wardwatch/kafka/")
         assert service["depends_on"]["kafka-acls"]["condition"] == "service_completed_successfully"
-    # Published on every host interface: only the device gateway (token-authenticated).
+    assert not any("subpath" in str(m) for s in services.values() for m in s.get("volumes", []))
+    # The setup container writes every principal's volume; only it sees the CA key.
+    holders = {n for n, s in services.items() for m in s.get("volumes", []) if str(m).startswith("kafka-secrets-ca:")}
+    assert holders == {"kafka-setup"}
+    # Nothing is published on every host interface.
     published = {name: port for name, s in services.items() for port in s.get("ports", [])}
-    assert {name for name, port in published.items() if not str(port).startswith("127.0.0.1:")} == {"gateway"}
+    assert {name for name, port in published.items() if not str(port).startswith("127.0.0.1:")} == set()
 
 
 def test_the_compose_setup_and_broker_start_with_real_kafka(tmp_path: Path) -> None:

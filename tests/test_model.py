@@ -102,7 +102,7 @@ def test_checkpoint_round_trip_keeps_weights_normalisation_and_version(tmp_path:
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("piece", ["model.pt", "normalisation.json", "config.json", "metrics.json"])
+@pytest.mark.parametrize("piece", ["model.pt", "step.onnx", "normalisation.json", "config.json", "metrics.json"])
 def test_checkpoint_assembled_from_two_runs_is_refused(tmp_path: Path, piece: str) -> None:
     save_untrained(tmp_path / "a", 0)
     b = tmp_path / "b"

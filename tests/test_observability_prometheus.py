@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from runtime.topics import VITALS_RAW
 from tests.support.kafka import Service, create_topics, produce_paced, spawn, wait_until
 from tests.support.tools import require_tool
+from wardwatch.users import new_user
 
 pytestmark = pytest.mark.kafka
 
@@ -98,7 +99,8 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         "ingest": spawn("ingest", ["ingest", *common, "--metrics-port", "0"], workdir),
         "score": spawn("score", ["score", *common, "--metrics-port", "0", "--checkpoint", "untrained"], workdir),
         "alerts": spawn("alerts", ["alerts", *common, "--metrics-port", "0"], workdir),
-        "wardview": spawn("wardview", ["wardview", *common, "--port", "0"], workdir),
+        "wardview": spawn("wardview", ["wardview", *common, "--port", "0"], workdir,
+                          env={"WARDWATCH_USERS": new_user("obs", "viewer", "observer-password").line()}),
     }
     try:
         urls = {name: served_url(s) for name, s in services.items()}
@@ -126,7 +128,7 @@ def test_every_service_exposition_passes_promtool(pipeline: Pipeline) -> None:
 
 
 def test_metrics_follow_the_design_and_name_no_patient(pipeline: Pipeline) -> None:
-    wait_until(lambda: "OBS000" in fetch(pipeline.metrics["wardview"].replace("/metrics", "/api/ward")), 60,
+    wait_until(lambda: f"wardwatch_wardview_patients {len(PATIENTS)}.0" in fetch(pipeline.metrics["wardview"]), 60,
                message="the ward view to see the patients")
     names: dict[str, set[str]] = {}
     for name, url in pipeline.metrics.items():

@@ -16,7 +16,7 @@ from sim.live import live_start_ms
 from runtime.records import to_json
 from tests.support.kafka import create_topics, produce, read_committed, spawn
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.both_clients]
 
 # Known bad records and the reason each must carry on the dead-letter topic.
 BAD = [

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import random
+from functools import cache
 
 import numpy as np
 import pytest
 import torch
 
 from ingest import Reading, encode_reading
+from inference.export import export_step
 from inference.features import sequence_inputs
-from inference.model import ModelConfig, untrained
+from inference.model import ModelConfig, RiskModel, untrained
 from inference.scorer import ScorerProcessor, ScorerSettings
 from inference.state.changelog import decode_row
+from inference.step import OnnxStep
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord, OutRecord, header
 from runtime.topics import RISK, SCORER_STATE, VITALS, VITALS_DLQ
+from tests.support.equivalence import RISK_ABS_TOLERANCE, assert_same_risks
 
 T0 = 1_767_225_600_000
 MIN = 60_000
@@ -53,9 +57,20 @@ def records(readings: list[Reading], partitions: int = 3) -> list[InRecord]:
     ]
 
 
+@cache
+def torch_model(cell: str) -> RiskModel:
+    return untrained(seed=1, config=ModelConfig(cell=cell, hidden=16))
+
+
+@cache
+def exported(cell: str) -> bytes:
+    return export_step(torch_model(cell), f"{cell}-test")
+
+
 def new_scorer(cell: str = "gru", **settings: int) -> ScorerProcessor:
-    model = untrained(seed=1, config=ModelConfig(cell=cell, hidden=16))
-    return ScorerProcessor(model, f"{cell}-test", StreamMetrics(new_registry(), "score"), ScorerSettings(**settings))
+    """The scorer as the service runs it: the model's step exported to ONNX, on ONNX Runtime."""
+    step = OnnxStep(exported(cell), torch_model(cell).config)
+    return ScorerProcessor(step, f"{cell}-test", StreamMetrics(new_registry(), "score"), ScorerSettings(**settings))
 
 
 def run_in_batches(scorer: ScorerProcessor, items: list[InRecord], sizes: list[int]) -> list[OutRecord]:
@@ -78,7 +93,7 @@ def test_streaming_in_any_batching_equals_the_whole_sequence_at_once(cell: str) 
     scorer = new_scorer(cell)
     streamed = risks(run_in_batches(scorer, records(readings), [1, 7, 64, 3]))
 
-    model = scorer.model
+    model = torch_model(cell)  # the reference: PyTorch over the whole sequence
     for p in sorted({r.patient_id for r in readings}):
         mine = [r for r in readings if r.patient_id == p]
         x = sequence_inputs(mine)
@@ -87,14 +102,14 @@ def test_streaming_in_any_batching_equals_the_whole_sequence_at_once(cell: str) 
             logits, _ = model.forward_sequence(*tensors)
         expected = torch.sigmoid(logits[0]).numpy()
         got = np.array([streamed[(p, r.seq)] for r in mine])
-        np.testing.assert_allclose(got, expected, atol=2e-6)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=RISK_ABS_TOLERANCE)
 
 
 def test_batch_boundaries_do_not_change_any_output() -> None:
     readings = make_readings(patients=5, steps=30, seed=9)
     one_by_one = risks(run_in_batches(new_scorer(), records(readings), [1]))
     all_at_once = risks(run_in_batches(new_scorer(), records(readings), [len(readings)]))
-    assert one_by_one == all_at_once
+    assert_same_risks(one_by_one, all_at_once)
 
 
 def test_a_reading_older_than_the_last_applied_one_is_late_and_dead_lettered() -> None:
@@ -135,7 +150,7 @@ def test_restore_from_the_changelog_continues_exactly_where_the_state_left_off()
     for p, entries in changelog.items():
         second.restore(p, entries)
     resumed = risks(out) | risks(run_in_batches(second, items[half:], [10]))
-    assert resumed == uninterrupted
+    assert_same_risks(resumed, uninterrupted)
 
 
 def test_state_from_another_model_version_is_discarded_not_reused() -> None:
@@ -160,7 +175,7 @@ def test_idle_patients_are_evicted_with_a_tombstone_and_start_afresh() -> None:
 
     back = Reading("P1", "D1", 2, T0 + 3 * 60 * MIN, hr=75)
     fresh = new_scorer(idle_timeout_ms=60 * MIN)
-    assert risks(scorer.process(records([back], 1))) == risks(fresh.process(records([back], 1)))
+    assert_same_risks(risks(scorer.process(records([back], 1))), risks(fresh.process(records([back], 1))))
 
 
 def test_dropping_partitions_forgets_only_their_patients() -> None:

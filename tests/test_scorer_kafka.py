@@ -1,5 +1,5 @@
 """The stateful scorer on a real broker: crashes, rebalances and broker restarts lose nothing,
-duplicate nothing, and change no score (exactly-once, DESIGN.md §3)."""
+duplicate nothing, and change no score (exactly-once, docs/guarantees.md)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from runtime.records import InRecord
 from runtime.topics import RISK, VITALS
 from sim.cohort import CohortConfig, generate
 from sim.devices import DeviceConfig
+from tests.support.equivalence import RISK_ABS_TOLERANCE
 from tests.support.kafka import Service, create_topics, on_broker, produce, produce_paced, read_committed, spawn, wait_until
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.both_clients]
 
 # The input goes straight to the stage under test, past ingest's de-duplication: no duplicate
 # or reordered deliveries, so every record has exactly one expected output.
@@ -54,7 +55,7 @@ def assert_same_stream(got: list[tuple[str, int, float]], expected: dict[tuple[s
     assert len(keys) == len(set(keys)), f"{len(keys) - len(set(keys))} duplicate risk records"
     assert set(keys) == set(expected), f"missing {len(set(expected) - set(keys))} risk records"
     for patient, seq, risk in got:
-        assert risk == pytest.approx(expected[(patient, seq)], abs=1e-5), (patient, seq)
+        assert risk == pytest.approx(expected[(patient, seq)], abs=RISK_ABS_TOLERANCE), (patient, seq)
 
 
 def scorer(name: str, bootstrap: str, prefix: str, workdir: Path, *extra: str) -> Service:
@@ -121,7 +122,7 @@ def test_scaling_out_and_in_mid_stream_gives_the_same_committed_stream(kafka_boo
                 assert services[0].stop() == 0, services[0].log()  # scale in: a clean leave hands its partitions over
             producer.join()
             done += len(part)
-            wait_until(lambda: risk_count(kafka_bootstrap, topic_prefix) >= done, timeout_s=180, message=f"phase {i} scored")
+            wait_until(lambda done=done: risk_count(kafka_bootstrap, topic_prefix) >= done, timeout_s=180, message=f"phase {i} scored")
         got = committed_scores(kafka_bootstrap, topic_prefix + RISK, len(readings))
     finally:
         for s in services:

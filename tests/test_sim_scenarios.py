@@ -122,7 +122,7 @@ def test_patients_recover_after_the_rapid_response_call(cohort: Cohort) -> None:
     assert cohort.truth is not None
     v = cohort.truth.vitals[HR]
     recovered = []
-    for i, onset, event in slots(cohort, "haemorrhage"):
+    for i, _onset, event in slots(cohort, "haemorrhage"):
         later = min(event + 6 * 60, v.shape[1])
         if later - event >= 4 * 60:
             recovered.append(v[i, later - 10:later].mean() < v[i, event - 10:event].mean())

@@ -1,6 +1,10 @@
-"""The ward view: its in-memory ward (pure), and the page in headless Chromium against a real
-broker and running ingest, score and alerts — patients appear, an alert is acknowledged
-through alerts.control, and a screenshot is taken (copied to docs/wardview.png when
+"""The ward view: its in-memory ward (pure), its sign-in pieces, and the page in headless
+Chromium against a real broker and running ingest, score and alerts — no session means the
+login form; a viewer cannot acknowledge (403); a cross-site form post and a post without the
+CSRF token are refused; a clinician acknowledges and the `acknowledged` event names them; a
+screenshot is taken. And, with no broker, a ward filled with the shipped model's explained risk
+records and the alert engine's events: cards and alerts explain themselves, the alert header
+fits on one line at 1400 px (that screenshot is copied to docs/wardview.png when
 WARDWATCH_UPDATE_DOCS=1)."""
 
 from __future__ import annotations
@@ -8,6 +12,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -102,33 +111,97 @@ def chromium_or_skip() -> str:
     return CHROMIUM
 
 
+CLINICIAN, VIEWER = ("nurse-7", "clinician-password-7"), ("student-3", "viewer-password-3")
+
+
+def users_file(directory: Path) -> Path:
+    """Two users made with the CLI, the passwords through stdin (never argv)."""
+    path = directory / "users"
+    for (name, password), role in ((CLINICIAN, "clinician"), (VIEWER, "viewer")):
+        done = subprocess.run([sys.executable, "-m", "wardwatch", "user", "add", name, "--role", role, "--users-file", str(path)],
+                              input=password + "\n", text=True, capture_output=True, cwd=REPO, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert done.returncode == 0, done.stderr
+    text = path.read_text()
+    assert "$argon2id$" in text and CLINICIAN[1] not in text and VIEWER[1] not in text
+    assert (path.stat().st_mode & 0o777) == 0o600
+    return path
+
+
+class AttackerSite:
+    """Another site (http://localhost:PORT, while the ward view is http://127.0.0.1:PORT) whose
+    page posts a form to the ward view's acknowledge endpoint as soon as it loads."""
+
+    def __init__(self, target: str) -> None:
+        page = (f'<!doctype html><form id="f" method="post" action="{target}" enctype="text/plain">'
+                '<input name=\'{"patient_id":"WARD01","alert_id":"x","pad":"\' value=\'"}\'></form>'
+                '<script>document.getElementById("f").submit()</script>').encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://localhost:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def sign_in(page, url: str, user: tuple[str, str]) -> None:  # noqa: ANN001
+    page.goto(url + "login")
+    page.fill('input[name="username"]', user[0])
+    page.fill('input[name="password"]', user[1])
+    page.click('button[type="submit"]')
+    page.wait_for_url(url)
+
+
+def post_from_page(page, path: str, body: dict, csrf: bool = True) -> int:  # noqa: ANN001
+    """A fetch from the signed-in page itself (same origin, session cookie), with or without the CSRF token."""
+    return page.evaluate("""async ([path, body, csrf]) => {
+        const me = await (await fetch("/api/me")).json();
+        const headers = {"Content-Type": "application/json"};
+        if (csrf) headers["X-CSRF-Token"] = me.csrf;
+        return (await fetch(path, {method: "POST", headers, body: JSON.stringify(body)})).status;
+    }""", [path, body, csrf])
+
+
 @pytest.mark.kafka
-def test_the_page_shows_patients_live_and_acknowledges_an_alert(kafka_bootstrap: str, topic_prefix: str, workdir: Path) -> None:
+def test_the_page_needs_a_login_and_only_a_clinician_acknowledges_as_themselves(kafka_bootstrap: str, topic_prefix: str, workdir: Path) -> None:
     executable = chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
     patients = ["WARD01", "WARD02", "WARD03", "WARD04"]
     common = ["--bootstrap-servers", kafka_bootstrap, "--topic-prefix", topic_prefix]
     port = free_port()
+    users = users_file(workdir)
     create_topics(kafka_bootstrap, topic_prefix)
     services = [
         spawn("ingest", ["ingest", *common, "--metrics-port", "0"], workdir),
         spawn("score", ["score", *common, "--metrics-port", "0", "--checkpoint", "untrained"], workdir),
         spawn("alerts", ["alerts", *common, "--metrics-port", "0"], workdir),
-        spawn("wardview", ["wardview", *common, "--port", str(port)], workdir),
+        spawn("wardview", ["wardview", *common, "--port", str(port), "--users-file", str(users), "--login-attempts", "3"], workdir),
     ]
     url = f"http://127.0.0.1:{port}/"
     shot = workdir / "wardview.png"
+    attacker = AttackerSite(url + "api/acknowledge")
     try:
         # 20 minutes of event time: WARD01's NEWS2 is 7+ long enough to raise an emergency alert.
         produce(kafka_bootstrap, topic_prefix + VITALS_RAW, readings(patients, 20, deteriorating="WARD01"))
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 860})
             errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
 
-            def loaded() -> bool:
+            def loaded(page) -> bool:  # noqa: ANN001
                 for service in services:
                     assert service.alive(), service.log()
                 try:
@@ -137,36 +210,250 @@ def test_the_page_shows_patients_live_and_acknowledges_an_alert(kafka_bootstrap:
                 except Exception:
                     return False
 
-            wait_until(loaded, 60, message="the ward view to answer")
-            expect(page.locator("article.card")).to_have_count(len(patients), timeout=60_000)
-            expect(page.locator("#conn")).to_have_text("Live", timeout=10_000)
-            sick = page.locator('article.card[data-patient-id="WARD01"]')
-            expect(sick.locator(".news2")).to_contain_text("NEWS2", timeout=30_000)
-            button = sick.locator("button.ack").first
-            expect(button).to_be_visible(timeout=90_000)
-            alert_id = button.get_attribute("data-alert")
-            page.fill("#ack-by", "nurse-7")
-            # Live, not reloaded: the page updated itself from the stream until now.
+            # No session: the page sends the browser to the login form; the API answers 401.
+            viewer = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
+            wait_until(lambda: loaded(viewer), 60, message="the ward view to answer")
+            assert viewer.url == url + "login"
+            assert viewer.request.get(url + "api/ward").status == 401
+            # A wrong password is refused (and counted, without the name).
+            viewer.fill('input[name="username"]', VIEWER[0])
+            viewer.fill('input[name="password"]', "not-the-password")
+            with viewer.expect_response(lambda r: r.url == url + "login" and r.request.method == "POST") as failed:
+                viewer.click('button[type="submit"]')
+            assert failed.value.status == 401
+            expect(viewer.locator(".error")).to_contain_text("Wrong user name or password")
+
+            # A viewer sees the ward but cannot acknowledge: no button, and the API says 403.
+            sign_in(viewer, url, VIEWER)
+            viewer.on("pageerror", lambda exc: errors.append(str(exc)))
+            expect(viewer.locator("article.card")).to_have_count(len(patients), timeout=60_000)
+            expect(viewer.locator("#me")).to_have_text(f"{VIEWER[0]} · viewer")
+            sick_for_viewer = viewer.locator('article.card[data-patient-id="WARD01"] li.alert').first
+            expect(sick_for_viewer).to_be_visible(timeout=90_000)
+            alert_id = sick_for_viewer.get_attribute("data-alert-id")
+            assert viewer.locator("button.ack").count() == 0
+            assert post_from_page(viewer, "/api/acknowledge", {"patient_id": "WARD01", "alert_id": alert_id}) == 403
+
+            # A clinician: a cross-site form post and a same-site post without the CSRF token are refused.
+            clinician = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
+            clinician.on("pageerror", lambda exc: errors.append(str(exc)))
+            sign_in(clinician, url, CLINICIAN)
+            with clinician.expect_response(lambda r: r.url == url + "api/acknowledge") as forged:
+                clinician.goto(attacker.url)
+            assert forged.value.status in (401, 403), forged.value.status
+            clinician.goto(url)
+            assert post_from_page(clinician, "/api/acknowledge", {"patient_id": "WARD01", "alert_id": alert_id}, csrf=False) == 403
+
+            # The clinician acknowledges; the page never asks who they are.
+            expect(clinician.locator("#conn")).to_have_text("Live", timeout=10_000)
+            expect(clinician.locator("#me")).to_have_text(f"{CLINICIAN[0]} · clinician")
+            sick = clinician.locator('article.card[data-patient-id="WARD01"]')
+            button = sick.locator(f'button.ack[data-alert="{alert_id}"]')
+            expect(button).to_be_visible(timeout=30_000)
             button.click()
             done = sick.locator(f'li.alert[data-alert-id="{alert_id}"] .ack-done')
             expect(done).to_have_text("✓ Acknowledged", timeout=30_000)
-            expect(page.locator("#recent")).to_contain_text("acknowledged")
-            page.screenshot(path=str(shot))
+            expect(clinician.locator("#recent")).to_contain_text("acknowledged")
+            clinician.screenshot(path=str(shot))
+            cookie = next(c for c in clinician.context.cookies() if c["name"] == "wardwatch_session")
+            assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
             assert not errors, errors
             browser.close()
         events = [r.json() for r in read_committed(kafka_bootstrap, topic_prefix + ALERTS, quiet_s=2)]
         acked = [e for e in events if e["alert_id"] == alert_id and e["status"] == "acknowledged"]
-        assert acked and acked[0]["reason"] == "acknowledged by nurse-7", events
+        assert len(acked) == 1 and acked[0]["by"] == CLINICIAN[0] and acked[0]["reason"] == f"acknowledged by {CLINICIAN[0]}", events
         commands = [r.json() for r in read_committed(kafka_bootstrap, topic_prefix + ALERTS_CONTROL, quiet_s=1)]
         assert commands == [{"command": "acknowledge", "patient_id": "WARD01", "alert_id": alert_id,
-                             "ts_ms": commands[0]["ts_ms"], "by": "nurse-7"}]
+                             "ts_ms": commands[0]["ts_ms"], "by": CLINICIAN[0]}]  # only the clinician's, nothing forged
         for service in services:
             assert service.alive(), service.log()
-        assert "WARD01" not in "".join(s.log() for s in services if s.name == "wardview"), "the ward view logs a patient id"
+        wardview_log = "".join(s.log() for s in services if s.name == "wardview")
+        assert "WARD01" not in wardview_log, "the ward view logs a patient id"
+        assert CLINICIAN[1] not in wardview_log and VIEWER[1] not in wardview_log
+        metrics = http_get(f"http://127.0.0.1:{port}/metrics")
+        assert 'wardwatch_wardview_login_failures_total{reason="bad_credentials"} 1.0' in metrics
+        assert VIEWER[0] not in metrics and CLINICIAN[0] not in metrics
     finally:
+        attacker.close()
         for service in services:
             service.stop()
+    assert shot.stat().st_size > 10_000
+
+
+def http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+# -- sign-in pieces (pure) -----------------------------------------------------------------------
+def test_users_are_checked_against_argon2_hashes_and_roles_decide_who_acknowledges() -> None:
+    from wardwatch.users import Users, new_user, parse
+
+    lines = "\n".join([new_user("nurse-7", "clinician", "clinician-password").line(), new_user("student-3", "viewer", "viewer-password").line()])
+    users = Users(parse(lines, "test"))
+    assert users.authenticate("nurse-7", "clinician-password").may_acknowledge is True
+    assert users.authenticate("student-3", "viewer-password").may_acknowledge is False
+    assert users.authenticate("nurse-7", "viewer-password") is None
+    assert users.authenticate("nobody", "clinician-password") is None
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("nurse-7:admin:$argon2id$x", "role"), ("nurse-7:viewer:plaintext-password", "argon2"), ("bad name:viewer:$argon2id$x", "name"),
+])
+def test_a_bad_user_entry_is_one_clear_error(text: str, problem: str) -> None:
+    from wardwatch.users import UserError, parse
+
+    with pytest.raises(UserError, match=problem):
+        parse(text, "users")
+
+
+def test_failed_sign_ins_are_limited_per_name_and_per_address_within_the_window() -> None:
+    from wardwatch.wardview import LoginLimiter
+
+    limiter = LoginLimiter(attempts=3, window_s=60)
+    keys = ["user:nurse-7", "addr:10.0.0.1"]
+    for t in range(3):
+        assert limiter.wait(keys, now=t) == 0.0
+        limiter.failed(keys, now=t)
+    assert limiter.wait(keys, now=3) == pytest.approx(57)
+    assert limiter.wait(["user:nurse-7", "addr:10.0.0.2"], now=3) > 0  # the name is locked from any address
+    assert limiter.wait(["user:other", "addr:10.0.0.1"], now=3) > 0  # and the address for any name
+    assert limiter.wait(keys, now=61) == 0.0  # the window passed
+    limiter.succeeded(keys)
+    assert limiter.wait(keys, now=3) == 0.0
+
+
+def test_over_https_the_session_cookie_is_secure_and_http_only(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.support.https import client_context, self_signed
+    from wardwatch.users import new_user
+    from wardwatch.wardview import WardView, WardViewConfig
+
+    cert, key = self_signed(tmp_path)
+    config = WardViewConfig(port=0, users=new_user("nurse-7", "clinician", "clinician-password").line(),
+                            tls_certfile=str(cert), tls_keyfile=str(key), bootstrap_servers="127.0.0.1:1")
+    view = WardView(config)
+    view.server.start()  # the HTTP side only: no broker needed to sign in
+    try:
+        with httpx.Client(verify=client_context(cert), base_url=f"https://localhost:{view.port}", timeout=10) as client:
+            wait_until(lambda: _answers(client), 20, message="the ward view over HTTPS")
+            assert client.get("/").status_code == 303
+            form = client.get("/login")
+            csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+            signed_in = client.post("/login", data={"username": "nurse-7", "password": "clinician-password", "csrf": csrf},
+                                    headers={"Origin": f"https://localhost:{view.port}"})
+            assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
+            cookie = signed_in.headers["set-cookie"].lower()
+            assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+            assert client.get("/api/me").json()["user"] == "nurse-7"
+    finally:
+        view.shutdown()
+
+
+def _answers(client) -> bool:  # noqa: ANN001
+    try:
+        client.get("/healthz")
+        return True
+    except Exception:
+        return False
+
+
+# -- explanations on the page (real scorer output, real alert engine, real browser; no broker) ----
+def explained_ward(ward: Ward) -> None:
+    """Fill `ward` as the pipeline would: a small simulated ward plus three scripted patients, scored
+    by the shipped model with explanations, their alerts from the alert engine with the default rules."""
+    from alerts.engine import on_reading
+    from alerts.messages import parse_risk
+    from alerts.rules import load_rules
+    from ingest import encode_reading
+    from runtime.records import InRecord
+    from sim.cohort import CohortConfig, generate
+    from tests.test_explain import scorer, scripted, shipped
+
+    cohort = generate(CohortConfig(patients=6, hours=6, seed=1001))
+    values = [json.dumps(r).encode() for r in cohort.readings]
+    named = {"WARD-RR": scripted(6 * 60, rr=lambda h: 14.0 if h < 2 else 28.0),
+             "WARD-BP": scripted(4 * 60 + 1, sbp=lambda h: 125.0 if h < 2 else 125.0 - (h - 2) * 20),
+             "WARD-OK": scripted(6 * 60)}
+    for name, scripted_readings in named.items():
+        values += [encode_reading(_renamed(r, name)) for r in scripted_readings]
+    step, version = shipped()
+    out = scorer(step, version).process([InRecord(VITALS, 0, i, None, v, 0) for i, v in enumerate(values)])
+    rules, states = load_rules(), {}
+    for value in values:
+        ward.apply(VITALS, value)
+    for r in out:
+        if r.topic != RISK:
+            continue
+        assert ward.apply(RISK, r.value) is None
+        reading = parse_risk(r.value)
+        transition = on_reading(states.get(reading.patient_id), reading, rules)
+        states[reading.patient_id] = transition.state
+        for event in transition.events:
+            assert ward.apply(ALERTS, json.dumps(event.to_dict()).encode()) is None
+
+
+def _renamed(reading, name: str):  # noqa: ANN001, ANN202
+    from dataclasses import replace
+
+    return replace(reading, patient_id=name, device_id=name)
+
+
+def test_cards_and_alerts_explain_themselves_and_the_alert_header_fits_at_1400px(tmp_path: Path) -> None:
+    executable = chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    from wardwatch.users import new_user
+    from wardwatch.wardview import WardView, WardViewConfig
+
+    config = WardViewConfig(port=0, users=new_user(*CLINICIAN[:1], "clinician", CLINICIAN[1]).line(), bootstrap_servers="127.0.0.1:1")
+    view = WardView(config)
+    explained_ward(view.ward)
+    view.ward.set_connected(True)
+    view.server.start()  # the HTTP side only: the ward is already filled
+    url = f"http://127.0.0.1:{view.port}/"
+    shot = tmp_path / "wardview.png"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            wait_until(lambda: _page_answers(page, url), 30, message="the ward view to answer")
+            sign_in(page, url, CLINICIAN)
+
+            rr = page.locator('article.card[data-patient-id="WARD-RR"]')
+            expect(rr.locator(".explain .chip").first).to_have_attribute("data-input", "rr", timeout=20_000)
+            assert "dom" in rr.locator(".explain .chip").first.get_attribute("class")
+            expect(rr.locator('.v[data-vital="rr"] .tr')).to_contain_text("+14")  # 14 -> 28 over 4 h
+            expect(rr.locator(".risk .thr")).to_have_text("alert ≥ 60%")
+            expect(rr.locator(".risk .base")).to_contain_text("4 h ago")
+            why = rr.locator("li.alert .why-words").first
+            expect(why).to_contain_text("RR 28/min raises risk")
+            expect(why).to_contain_text("NEWS2")
+            expect(page.locator('article.card[data-patient-id="WARD-BP"] .explain .chip').first).to_have_attribute("data-input", "bp")
+            expect(page.locator('article.card[data-patient-id="WARD-OK"] .explain')).to_contain_text("no single input stands out")
+
+            # The header is one line beside nothing: pill, rule and time on a single row, never wrapping.
+            for header in page.locator("li.alert .alert-top").all():
+                box, rule = header.bounding_box(), header.locator(".rule").bounding_box()
+                assert box is not None and rule is not None and rule["height"] < 20 and box["height"] < 32, (box, rule)  # one line, not four
+            assert page.locator("li.alert").count() >= 2
+            page.screenshot(path=str(shot), full_page=False)
+            assert not errors, errors
+            browser.close()
+    finally:
+        view.shutdown()
     assert shot.stat().st_size > 10_000
     # A test run must not change the working tree: refresh the README's picture only on request.
     if os.environ.get("WARDWATCH_UPDATE_DOCS") == "1":
         shutil.copyfile(shot, REPO / "docs" / "wardview.png")
+
+
+def _page_answers(page, url: str) -> bool:  # noqa: ANN001
+    try:
+        page.goto(url + "login", timeout=5000)
+        return True
+    except Exception:
+        return False

@@ -41,10 +41,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
+from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, KafkaAdminClient, ResourcePattern, ResourceType
 
-from runtime.kafka.clients import admin as admin_client
-from runtime.kafka.clients import wait_for_broker
+from runtime.kafka.client import connect, wait_for_broker
+from runtime.kafka.client.kafka_python import translate_properties
 from runtime.kafka.security import KafkaSecurity
 from runtime.topics import (
     ALERTS, ALERTS_CONTROL, ALERTS_STATE, INGEST_STATE, RISK, SCORER_STATE, SIM_EVENTS, VITALS, VITALS_DLQ, VITALS_RAW,
@@ -170,7 +170,10 @@ def service_acls(prefix: str = "") -> list[ACL]:
 def grant_service_acls(bootstrap: str, admin_security: KafkaSecurity, prefix: str = "") -> int:
     """Create the service ACLs for `prefix` as the admin principal (idempotent); returns how many."""
     acls = service_acls(prefix)
-    client = admin_client(bootstrap, client_id="wardwatch-acl-bootstrap", security=admin_security.properties())
+    # ACLs are not part of the client interface (no service manages them): kafka-python's admin
+    # client, with the same standard properties translated as every other client.
+    client = KafkaAdminClient(bootstrap_servers=[s.strip() for s in bootstrap.split(",") if s.strip()],
+                              client_id="wardwatch-acl-bootstrap", **translate_properties(admin_security.properties()))
     try:
         result = client.create_acls(acls)
     finally:
@@ -308,7 +311,7 @@ class LocalBroker:
                 self.pid_file.unlink(missing_ok=True)
                 raise BrokerError(f"broker exited with code {process.returncode} during start-up; see {self.log_file}: {self._log_tail()}")
             try:
-                wait_for_broker(self.bootstrap, timeout_s=2.0, security=admin_props)
+                wait_for_broker(connect(self.bootstrap, properties=admin_props), timeout_s=2.0)
                 break
             except TimeoutError:
                 if time.monotonic() > deadline:

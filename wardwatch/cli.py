@@ -25,6 +25,7 @@ COMMANDS = (
     "evaluate",
     "evaluate_alerts",
     "wardview",
+    "user",
 )
 
 DESCRIPTION = """\

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,16 +16,32 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from alerts.messages import explanation_line
+from runtime.config import ConfigError
 from runtime.topics import ALERTS
 from wardwatch.broker import LocalBroker, cache_dir
+from wardwatch.users import UserError, new_user
 
 METRICS_PORTS = {"sim": 9101, "ingest": 9102, "score": 9103, "alerts": 9104}
 WARDVIEW_PORT = 8080
+DEMO_USER = "demo"
+
+
+def demo_login() -> tuple[str, str, bool]:
+    """The demo's clinician sign-in: (user entry line, password, whether it was generated).
+    WARDWATCH_DEMO_PASSWORD chooses the password; else a fresh one is made for this run."""
+    chosen = os.environ.get("WARDWATCH_DEMO_PASSWORD", "")
+    password = chosen or secrets.token_urlsafe(9)
+    try:
+        return new_user(DEMO_USER, "clinician", password).line(), password, not chosen
+    except UserError as exc:
+        raise ConfigError(f"WARDWATCH_DEMO_PASSWORD: {exc}") from None
 
 
 @dataclass
@@ -77,23 +94,32 @@ def _scrape(port: int) -> dict[str, float]:
     return totals
 
 
-def _tail_alerts(bootstrap: str, stop: threading.Event, printer: callable, security: dict[str, str] | None) -> None:  # type: ignore[valid-type]
-    from runtime.kafka.clients import consumer
+def _tail_alerts(bootstrap: str, stop: threading.Event, printer: Callable[[str], None], security: dict[str, str] | None) -> None:
+    from runtime.kafka.client import END, TopicPartition, connect
 
-    c = consumer(bootstrap, client_id="wardwatch-demo-alerts", group_id=None, auto_offset_reset="latest", security=security)
+    c = connect(bootstrap, properties=security).consumer(client_id="wardwatch-demo-alerts", group_id=None)
     try:
-        c.subscribe([ALERTS])
+        partitions = c.partitions_for(ALERTS)
+        while not partitions and not stop.wait(1.0):  # the alerts service creates the topic
+            partitions = c.partitions_for(ALERTS)
+        c.assign({TopicPartition(ALERTS, p): END for p in partitions})
         while not stop.is_set():
-            for records in c.poll(timeout_ms=500).values():
-                for r in records:
-                    try:
-                        a = json.loads(r.value)
-                    except (TypeError, ValueError):
-                        continue
-                    printer(f"  alert {a.get('status', '?'):<12} {a.get('severity', '?'):<10} {a.get('patient_id', '?'):<8} "
-                            f"{a.get('rule', '?')}: {a.get('reason', '')}")
+            for r in c.poll(0.5, 500):
+                try:
+                    a = json.loads(r.value)  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    continue
+                printer(alert_summary(a))
     finally:
         c.close()
+
+
+def alert_summary(event: dict[str, object]) -> str:
+    """One terminal line per alert event: what happened and, for a raise or escalation, why."""
+    line = (f"  alert {event.get('status', '?'):<12} {event.get('severity', '?'):<10} {event.get('patient_id', '?'):<8} "
+            f"{event.get('rule', '?')}: {event.get('reason', '')}")
+    why = explanation_line(event.get("explain") if isinstance(event.get("explain"), dict) else None)  # type: ignore[arg-type]
+    return f"{line} | why: {why}" if why else line
 
 
 def _ports_in_use(ports: list[int]) -> list[int]:
@@ -136,13 +162,18 @@ def run_demo(options: DemoOptions) -> int:
         for name in ("ingest", "score", "alerts"):
             children.append(_spawn(name, [name, "--metrics-port", str(METRICS_PORTS[name]), "--instance-id", "demo"], env_of(name),
                                    options.log_dir))
-        children.append(_spawn("wardview", ["wardview", "--port", str(WARDVIEW_PORT)], env_of("wardview"), options.log_dir))
+        # The user entry (a hash) travels in the ward view's environment, never on its command line.
+        user_line, password, generated = demo_login()
+        children.append(_spawn("wardview", ["wardview", "--port", str(WARDVIEW_PORT)], {**env_of("wardview"), "WARDWATCH_USERS": user_line},
+                               options.log_dir))
         children.append(_spawn("sim", [
             "sim", "--patients", str(options.patients), "--hours", str(options.hours), "--speed", str(options.speed),
             "--seed", str(options.seed), "--bad-rate", str(options.bad_rate), "--metrics-port", str(METRICS_PORTS["sim"]),
         ], env_of("sim"), options.log_dir))
         print(f"pipeline running: {options.patients} patients, {options.hours:g} h of event time at {options.speed:g}x")
-        print(f"ward view: http://127.0.0.1:{WARDVIEW_PORT}/", flush=True)
+        print(f"ward view: http://127.0.0.1:{WARDVIEW_PORT}/  sign in as {DEMO_USER} (clinician), password "
+              + (f"{password}  (made for this run, shown only here; set WARDWATCH_DEMO_PASSWORD to choose one)" if generated
+                 else "from WARDWATCH_DEMO_PASSWORD"), flush=True)
         print("metrics: " + "  ".join(f"{n} http://127.0.0.1:{p}/metrics" for n, p in METRICS_PORTS.items()))
         print(f"logs:    {options.log_dir}/<service>.log     (Ctrl-C stops everything)")
         # The summary reads alerts as the ward view does (its principal may read them).

@@ -1,6 +1,6 @@
-"""The ward as the ward view sees it: per patient, latest vitals, a risk history, NEWS2 and
-open alerts, built from the `vitals`, `risk` and `alerts` records. Pure: no Kafka, no HTTP.
-Bad records are reported (a reason string), never raised.
+"""The ward as the ward view sees it: per patient, latest vitals, a risk history, NEWS2, the
+latest explanation and open alerts, built from the `vitals`, `risk` and `alerts` records.
+Pure: no Kafka, no HTTP. Bad records are reported (a reason string), never raised.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from alerts.rules import load_rules
+from inference.records import DOMINANT, Risk, RiskDecodeError, format_explanation, risk_from_object
 from ingest.contract import VITALS
 from runtime.topics import ALERTS, RISK
 from runtime.topics import VITALS as VITALS_TOPIC
@@ -20,6 +22,15 @@ from runtime.topics import VITALS as VITALS_TOPIC
 SEVERITY_ORDER: Final = {"emergency": 3, "urgent": 2, "low_medium": 1, "technical": 0}
 MAX_ID_LENGTH: Final = 128
 EXTRA_FIELDS: Final = ("on_oxygen", "acvpu", "spo2_scale")
+MAX_EXPLAIN_BYTES: Final = 4096  # an alert event's explanation is a few hundred bytes; more is not ours
+
+
+def model_risk_levels(rules_path: str | None = None) -> list[dict[str, Any]]:
+    """The risk thresholds of the alert rules (the shipped ones by default), lowest first."""
+    rules = load_rules(rules_path)
+    return sorted(({"severity": level.severity, "raise_at": level.raise_at, "rule": rule.name}
+                   for rule in rules.rules if rule.signal == "risk" for level in rule.levels), key=lambda level: level["raise_at"])
+
 
 def text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH else None
@@ -48,6 +59,7 @@ class Patient:
     news2_scores: dict[str, int | None] = field(default_factory=dict)
     model: str | None = None
     history: deque[tuple[int, float, int | None]] = field(default_factory=deque)
+    explain: dict[str, Any] | None = None  # the latest explanation (risk record's), with its ts_ms
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # open alerts by alert_id
     ack_pending: set[str] = field(default_factory=set)
 
@@ -56,7 +68,7 @@ class Patient:
         return {
             "patient_id": self.patient_id, "ts_ms": self.ts_ms, "vitals": self.vitals, "vitals_ts_ms": self.vitals_ts_ms,
             "risk": self.risk, "news2": self.news2, "news2_single3": self.news2_single3, "news2_scores": self.news2_scores,
-            "model": self.model, "history": [[t, r] for t, r, _ in self.history],
+            "model": self.model, "history": [[t, r] for t, r, _ in self.history], "explain": self.explain,
             "alerts": [{**a, "ack_pending": a["alert_id"] in self.ack_pending} for a in alerts],
         }
 
@@ -69,8 +81,9 @@ class Ward:
     sends a new snapshot when it moves).
     """
 
-    def __init__(self, history: int = 90, max_patients: int = 2000) -> None:
+    def __init__(self, history: int = 90, max_patients: int = 2000, risk_levels: list[dict[str, Any]] | None = None) -> None:
         self.history = history
+        self.risk_levels = model_risk_levels() if risk_levels is None else risk_levels
         self.max_patients = max_patients
         self.patients: dict[str, Patient] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=30)
@@ -94,10 +107,11 @@ class Ward:
             if topic == VITALS_TOPIC:
                 self._vitals(self._patient(patient_id), ts_ms, obj)
             elif topic == RISK:
-                value = number_or_none(obj.get("risk"))
-                if value is None or not 0.0 <= value <= 1.0:
-                    return "out_of_range"
-                self._risk(self._patient(patient_id), ts_ms, value, obj)
+                try:
+                    record = risk_from_object(obj)
+                except RiskDecodeError:
+                    return "bad_risk"  # not the scorer's contract (inference/records.py)
+                self._risk(self._patient(patient_id), record)
             elif topic == ALERTS:
                 reason = self._alert(patient_id, ts_ms, obj)
                 if reason:
@@ -136,21 +150,18 @@ class Ward:
             patient.vitals["spo2_scale"] = obj["spo2_scale"]
 
     @staticmethod
-    def _risk(patient: Patient, ts_ms: int, risk: float, obj: dict[str, Any]) -> None:
-        news2 = obj.get("news2")
-        if isinstance(news2, bool) or not isinstance(news2, int) or not 0 <= news2 <= 20:
-            news2 = None
+    def _risk(patient: Patient, record: Risk) -> None:
+        ts_ms, news2 = record.ts_ms, record.news2
         if patient.history and ts_ms < patient.history[-1][0]:
             return  # late: the sparkline is in event-time order
         patient.ts_ms = max(patient.ts_ms, ts_ms)
-        patient.risk, patient.news2 = risk, news2
-        patient.news2_single3 = obj.get("news2_single3") is True
-        scores = obj.get("news2_scores")
-        if isinstance(scores, dict):
-            patient.news2_scores = {str(k)[:16]: v for k, v in list(scores.items())[:12]
-                                    if v is None or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 3)}
-        patient.model = text_or_none(obj.get("model"))
-        patient.history.append((ts_ms, risk, news2))
+        patient.risk, patient.news2 = record.risk, news2
+        patient.news2_single3 = record.news2_single3
+        patient.news2_scores = dict(record.news2_scores)
+        patient.model = record.model
+        patient.history.append((ts_ms, record.risk, news2))
+        if record.explain is not None:
+            patient.explain = {**json.loads(format_explanation(record.explain)), "ts_ms": ts_ms, "risk": record.risk}
 
     def _alert(self, patient_id: str, ts_ms: int, obj: dict[str, Any]) -> str | None:
         alert_id, status, severity = text_or_none(obj.get("alert_id")), text_or_none(obj.get("status")), text_or_none(obj.get("severity"))
@@ -161,8 +172,13 @@ class Ward:
             "rule": text_or_none(obj.get("rule")) or "", "reason": str(obj.get("reason") or "")[:300],
             "raised_ts_ms": ts_or_none(obj.get("raised_ts_ms")) or ts_ms, "acknowledged": obj.get("acknowledged") is True,
         }
+        why = obj.get("explain")
+        if isinstance(why, dict) and len(json.dumps(why)) <= MAX_EXPLAIN_BYTES:
+            event["explain"] = why  # shown as text only (the page escapes every string)
         patient = self._patient(patient_id)
         if status in ("raised", "escalated"):
+            if "explain" not in event and alert_id in patient.alerts and "explain" in patient.alerts[alert_id]:
+                event["explain"] = patient.alerts[alert_id]["explain"]
             patient.alerts[alert_id] = event
         elif status == "acknowledged":
             if alert_id in patient.alerts:
@@ -173,7 +189,7 @@ class Ward:
             patient.ack_pending.discard(alert_id)
         else:
             return "unknown_status"
-        self.recent.appendleft({**event, "patient_id": patient_id})
+        self.recent.appendleft({**{k: v for k, v in event.items() if k != "explain"}, "patient_id": patient_id})
         return None
 
     def open_alert(self, patient_id: str, alert_id: str) -> dict[str, Any] | None:
@@ -216,4 +232,5 @@ class Ward:
             for a in p["alerts"]:
                 open_alerts[a["severity"]] = open_alerts.get(a["severity"], 0) + 1
         return {"version": version, "connected": connected, "served_ms": int(time.time() * 1000),
-                "patients": patients, "open_alerts": open_alerts, "recent": recent}
+                "patients": patients, "open_alerts": open_alerts, "recent": recent,
+                "risk_levels": self.risk_levels, "dominant": DOMINANT}

@@ -11,10 +11,12 @@
 #                           kafka-acls as `admin` (the table below; tests check it matches
 #                           wardwatch/broker.py SERVICE_GRANTS).
 #
-# Layout of the secrets volume (mounted by each container at its own subpath, read-only):
+# Layout under $SECRETS, one directory per reader (docker-compose.yml: one named volume each;
+# every container mounts only its own, read-only):
 #   ca/        the CA key (setup only; keep it for issuing new certificates)
 #   kafka/     broker keystore + its passwords, ca.pem, client.properties (health check)
-#   admin/     admin.properties for Kafka's tools, ca.pem, password
+#   admin/     admin.properties for Kafka's tools, ca.pem, password (owned by the broker's user)
+#   operator/  the admin principal for wardwatch's tools: ca.pem, password (owned by WARDWATCH_UID)
 #   <service>/ ca.pem, password   (sim gateway ingest score alerts wardview)
 set -eu
 
@@ -79,7 +81,7 @@ client_properties() {  # $1 user, $2 password file, $3 CA file
 
 setup() {
     umask 077
-    mkdir -p "$SECRETS/ca" "$SECRETS/kafka" "$SECRETS/admin"
+    mkdir -p "$SECRETS/ca" "$SECRETS/kafka" "$SECRETS/admin" "$SECRETS/operator"
     for s in $SERVICES; do mkdir -p "$SECRETS/$s"; done
     for p in broker keystore; do
         [ -s "$SECRETS/kafka/$p.password" ] || password > "$SECRETS/kafka/$p.password"
@@ -108,7 +110,8 @@ setup() {
         rm -f "$SECRETS/ca/broker.csr"
         mv "$SECRETS/ca/broker.p12" "$SECRETS/kafka/broker.p12"
     fi
-    for d in kafka admin $SERVICES; do cp "$SECRETS/ca/ca.pem" "$SECRETS/$d/ca.pem"; done
+    for d in kafka admin operator $SERVICES; do cp "$SECRETS/ca/ca.pem" "$SECRETS/$d/ca.pem"; done
+    cp "$SECRETS/admin/password" "$SECRETS/operator/password"
     client_properties broker "$SECRETS/kafka/broker.password" "$SECRETS/kafka/ca.pem" > "$SECRETS/kafka/client.properties"
     client_properties admin "$SECRETS/admin/password" "$SECRETS/admin/ca.pem" > "$SECRETS/admin/admin.properties"
 
@@ -134,7 +137,7 @@ setup() {
     # Each reader owns its directory; nobody else can read it.
     chown -R "$KAFKA_USER" "$SECRETS/kafka" "$KAFKA_LOG_DIRS"
     chown -R "$KAFKA_USER" "$SECRETS/admin"
-    for s in $SERVICES; do chown -R "$WARDWATCH_UID" "$SECRETS/$s"; done
+    for s in operator $SERVICES; do chown -R "$WARDWATCH_UID" "$SECRETS/$s"; done
     find "$SECRETS" -type d -exec chmod 0700 {} + && find "$SECRETS" -type f -exec chmod 0600 {} +
     echo "kafka-setup: done (CA, broker certificate, SCRAM users: broker admin $SERVICES)"
 }

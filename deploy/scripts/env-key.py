@@ -1,15 +1,18 @@
-"""Print a short key for the Python environment: a hash of pyproject.toml's dependency lists.
+"""Print a short key for a Python environment: a hash of its lock file and the interpreter.
 
-The virtual environment is cached outside the clone under this key, so CI reuses it until
-the dependencies change.
+The virtual environments are cached outside the clone under this key
+(`venv-serve-KEY` from requirements/serve.txt, `venv-all-KEY` from requirements/all.txt), so
+a run reuses an environment until its pinned versions change. Usage: env-key.py LOCKFILE...
 """
 
 import hashlib
-import json
+import platform
 import sys
-import tomllib
 
-with open(sys.argv[1] if len(sys.argv) > 1 else "pyproject.toml", "rb") as f:
-    project = tomllib.load(f)["project"]
-wanted = [sys.version_info[:2], project["dependencies"], project.get("optional-dependencies", {})]
-print(hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:16])
+digest = hashlib.sha256()
+# A venv is bound to its interpreter's minor version and machine; the lock files pin the rest.
+digest.update(f"{sys.version_info[0]}.{sys.version_info[1]} {platform.machine()}\n".encode())
+for path in sys.argv[1:] or ["requirements/all.txt"]:
+    with open(path, "rb") as f:
+        digest.update(f.read())
+print(digest.hexdigest()[:16])

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 from inference.state.changelog import CorruptState, decode_row, peek_model_version
 from inference.state.table import StateTable
@@ -52,12 +52,17 @@ def restore_partition(
             corrupt += 1
             continue
         row = table.row_of(patient_id, partition)
-        table.hidden[row] = torch.from_numpy(row_state.hidden.copy())
+        table.hidden[row] = row_state.hidden
         table.last_values[row] = row_state.last_values
         table.seen_ts[row] = row_state.seen_ts
         table.last_ts[row] = row_state.last_ts
         table.last_offset[row] = row_state.input_offset
         table.spo2_scale[row] = row_state.spo2_scale
+        table.last_risk[row] = row_state.last_risk
+        if row_state.trend_refs is not None:
+            table.trend_refs[row] = row_state.trend_refs.reshape(table.trend_refs.shape[1:])
+        else:
+            table.trend_refs[row] = np.nan
         table.partition[row] = partition
         restored += 1
     if other:

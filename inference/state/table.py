@@ -10,28 +10,34 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-import torch
 
+from inference.explain import empty_refs
 from inference.features import N_FEATURES
 
 NEVER = -1  # seen_ts value of an input never observed
 
 
 class StateTable:
-    """Hidden state, last event time and last observed inputs per patient."""
+    """Hidden state, last event time and last observed inputs per patient.
+
+    For explanations (inference/explain.py) also the last risk and the trend grid's reference
+    values (`trend_refs`, [rows, horizons, slots, trended], NaN where none): 172 bytes a patient.
+    """
 
     def __init__(self, state_size: int, capacity: int = 1024) -> None:
         self.state_size = state_size
         self.rows: dict[str, int] = {}
         self.ids: list[str | None] = []
         self._free: list[int] = []
-        self.hidden = torch.zeros(0, state_size)
+        self.hidden = np.zeros((0, state_size), dtype=np.float32)  # the model's state, one row per patient
         self.last_values = np.zeros((0, N_FEATURES), dtype=np.float32)
         self.seen_ts = np.zeros((0, N_FEATURES), dtype=np.int64)
         self.last_ts = np.zeros(0, dtype=np.int64)
         self.last_offset = np.zeros(0, dtype=np.int64)
         self.partition = np.zeros(0, dtype=np.int32)
         self.spo2_scale = np.zeros(0, dtype=np.int8)
+        self.last_risk = np.zeros(0, dtype=np.float32)
+        self.trend_refs = empty_refs(0)
         self._grow(capacity)
 
     def __len__(self) -> int:
@@ -43,10 +49,9 @@ class StateTable:
 
     def nbytes(self) -> int:
         """Bytes held by the arrays (the per-patient cost, without the id map)."""
-        return int(
-            self.hidden.element_size() * self.hidden.nelement()
-            + sum(a.nbytes for a in (self.last_values, self.seen_ts, self.last_ts, self.last_offset, self.partition, self.spo2_scale))
-        )
+        arrays = (self.hidden, self.last_values, self.seen_ts, self.last_ts, self.last_offset, self.partition, self.spo2_scale,
+                  self.last_risk, self.trend_refs)
+        return int(sum(a.nbytes for a in arrays))
 
     def row_of(self, patient_id: str, partition: int) -> int:
         """The patient's row, allocating a fresh (initial-state) one if new."""
@@ -82,7 +87,7 @@ class StateTable:
             return []
         live = np.fromiter(self.rows.values(), dtype=np.int64)
         hits = live[np.isin(self.partition[live], wanted)]
-        return [self.ids[r] for r in hits.tolist()]  # type: ignore[misc]
+        return [self.ids[r] for r in hits.tolist()]
 
     def idle(self, partition: int, before_ts: int) -> list[str]:
         """Patients of `partition` whose last reading is older than `before_ts`."""
@@ -90,7 +95,7 @@ class StateTable:
             return []
         live = np.fromiter(self.rows.values(), dtype=np.int64)
         hits = live[(self.partition[live] == partition) & (self.last_ts[live] < before_ts)]
-        return [self.ids[r] for r in hits.tolist()]  # type: ignore[misc]
+        return [self.ids[r] for r in hits.tolist()]
 
     def _clear(self, row: int) -> None:
         self.hidden[row] = 0.0
@@ -100,17 +105,21 @@ class StateTable:
         self.last_offset[row] = NEVER
         self.partition[row] = NEVER
         self.spo2_scale[row] = 1
+        self.last_risk[row] = 0.0
+        self.trend_refs[row] = np.nan
 
     def _grow(self, extra: int) -> None:
         old = self.capacity
         new = old + extra
-        self.hidden = torch.cat([self.hidden, torch.zeros(extra, self.state_size)])
+        self.hidden = np.concatenate([self.hidden, np.zeros((extra, self.state_size), dtype=np.float32)])
         self.last_values = np.concatenate([self.last_values, np.zeros((extra, N_FEATURES), dtype=np.float32)])
         self.seen_ts = np.concatenate([self.seen_ts, np.full((extra, N_FEATURES), NEVER, dtype=np.int64)])
         self.last_ts = np.concatenate([self.last_ts, np.full(extra, NEVER, dtype=np.int64)])
         self.last_offset = np.concatenate([self.last_offset, np.full(extra, NEVER, dtype=np.int64)])
         self.partition = np.concatenate([self.partition, np.full(extra, NEVER, dtype=np.int32)])
         self.spo2_scale = np.concatenate([self.spo2_scale, np.ones(extra, dtype=np.int8)])
+        self.last_risk = np.concatenate([self.last_risk, np.zeros(extra, dtype=np.float32)])
+        self.trend_refs = np.concatenate([self.trend_refs, empty_refs(extra)])
         self.ids.extend([None] * extra)
         # Pop from the end gives the lowest free row first: rows stay dense at the front.
         self._free.extend(range(new - 1, old - 1, -1))

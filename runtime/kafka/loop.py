@@ -1,7 +1,7 @@
 """The transactional consume-transform-produce loop: the thin shell around a stage's core.
 
 poll -> core.process(batch) -> produce outputs -> send offsets -> commit, all in one Kafka
-transaction (exactly-once, DESIGN.md §3). Partition assignment restores state from the
+transaction (exactly-once, docs/guarantees.md). Partition assignment restores state from the
 changelog before any record of that partition is processed; revocation drops it. An aborted
 transaction rewinds: state is rebuilt from the changelog and the consumer seeks back to the
 committed offsets, so the retry sees exactly what the failed attempt saw.
@@ -12,32 +12,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.errors import (
-    AuthorizationError,
-    InvalidProducerEpochError,
-    KafkaError,
-    ProducerFencedError,
-    UnsupportedVersionError,
-)
-from kafka.structs import OffsetAndMetadata
-
 from runtime.config import StreamConfig
-from runtime.kafka import clients
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.changelog import read_changelog
+from runtime.kafka.client import BEGINNING, FatalKafkaError, KafkaClientError, TopicPartition, from_config, wait_for_broker
 from runtime.metrics import StreamMetrics
 from runtime.processor import Processor
 from runtime.records import InRecord, OutRecord
 from runtime.topics import specs
 
 log = logging.getLogger(__name__)
-
-FATAL = (ProducerFencedError, InvalidProducerEpochError, AuthorizationError, UnsupportedVersionError)
-
 
 class FatalStreamError(RuntimeError):
     """The process can no longer take part safely (fenced by a newer instance, say)."""
@@ -53,16 +39,17 @@ class StreamLoop:
         metrics: StreamMetrics,
         stop: threading.Event,
         *,
-        assignors: Sequence[Any] | None = None,
+        assignor: str | None = None,
     ) -> None:
         self.processor = processor
         self.config = config
         self.metrics = metrics
         self.stop = stop
         self.stage = processor.stage
-        self.assignors = assignors
+        self.assignor = assignor
         self.owned: set[int] = set()
         self._last_lag_update = 0.0
+        self._kafka = from_config(config)
         self._consumer: Any = None
         self._producer: Any = None
         self._positions: dict[TopicPartition, int] = {}
@@ -73,21 +60,16 @@ class StreamLoop:
         topics = {*self.processor.input_topics, *self.processor.output_topics}
         if self.processor.changelog_topic:
             topics.add(self.processor.changelog_topic)
-        clients.wait_for_broker(cfg.bootstrap_servers)
-        ensure_topics(cfg.bootstrap_servers, specs(*sorted(topics)), cfg.partitions, cfg.replication_factor, cfg.topic_prefix)
+        wait_for_broker(self._kafka)
+        ensure_topics(self._kafka, specs(*sorted(topics)), cfg.partitions, cfg.replication_factor, cfg.topic_prefix)
         group = cfg.group(self.stage)
-        extra: dict[str, Any] = {}
-        if self.assignors:
-            extra["partition_assignment_strategy"] = list(self.assignors)
-        self._consumer = clients.consumer(
-            cfg.bootstrap_servers,
+        self._consumer = self._kafka.consumer(
             client_id=f"{group}-consumer",
             group_id=group,
+            assignor=self.assignor,
             max_poll_records=cfg.max_poll_records,
-            **extra,
         )
-        self._producer = clients.producer(
-            cfg.bootstrap_servers,
+        self._producer = self._kafka.producer(
             client_id=f"{group}-producer",
             transactional_id=cfg.transactional_id(self.stage),
             transaction_timeout_ms=cfg.transaction_timeout_ms,
@@ -95,8 +77,9 @@ class StreamLoop:
         try:
             self._producer.init_transactions()
             inputs = [cfg.topic(t) for t in self.processor.input_topics]
-            self._consumer.subscribe(topics=inputs, listener=_Rebalance(self))
-            log.info("stream started stage=%s group=%s inputs=%s", self.stage, group, ",".join(self.processor.input_topics))
+            self._consumer.subscribe(inputs, on_assigned=self.assigned, on_revoked=self.revoked)
+            log.info("stream started stage=%s group=%s inputs=%s client=%s",
+                     self.stage, group, ",".join(self.processor.input_topics), self._kafka.name)
             while not self.stop.is_set():
                 self._step()
         finally:
@@ -105,39 +88,34 @@ class StreamLoop:
     def _close(self) -> None:
         if self._consumer is not None:
             try:
-                self._consumer.close(autocommit=False)
+                self._consumer.close()
             except Exception as exc:  # closing must not hide the reason we are closing
                 log.warning("consumer close failed error=%r", exc)
         if self._producer is not None:
             try:
-                self._producer.close(timeout=5)
+                self._producer.close(timeout_s=5)
             except Exception as exc:
                 log.warning("producer close failed error=%r", exc)
         log.info("stream stopped stage=%s", self.stage)
 
     # -- one batch ---------------------------------------------------------------------------
     def _step(self) -> None:
-        polled = self._consumer.poll(timeout_ms=self.config.commit_interval_ms, max_records=self.config.max_poll_records)
-        prefix = self.config.topic_prefix
-        records: list[InRecord] = []
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp, batch in polled.items():
-            for r in batch:
-                records.append(
-                    InRecord(
-                        topic=r.topic[len(prefix) :],
-                        partition=r.partition,
-                        offset=r.offset,
-                        key=r.key,
-                        value=r.value,
-                        timestamp_ms=r.timestamp,
-                        headers=list(r.headers or []),
-                    )
-                )
-            if batch:
-                offsets[tp] = OffsetAndMetadata(batch[-1].offset + 1, "", -1)
-                self._positions[tp] = batch[-1].offset + 1
-                self.metrics.records_in.labels(self.stage, tp.topic[len(prefix) :]).inc(len(batch))
+        polled = self._consumer.poll(self.config.commit_interval_ms / 1000, self.config.max_poll_records)
+        prefix = len(self.config.topic_prefix)
+        records = [InRecord(r.topic[prefix:], r.partition, r.offset, r.key, r.value, r.timestamp_ms, r.headers) for r in polled]
+        # Each partition's records come in offset order: the last one seen is the next offset.
+        next_offsets: dict[tuple[str, int], int] = {}
+        counts: dict[tuple[str, int], int] = {}
+        for r in polled:
+            key = (r.topic, r.partition)
+            next_offsets[key] = r.offset + 1
+            counts[key] = counts.get(key, 0) + 1
+        offsets: dict[TopicPartition, int] = {}
+        for (topic, partition), offset in next_offsets.items():
+            tp = TopicPartition(topic, partition)
+            offsets[tp] = offset
+            self._positions[tp] = offset
+            self.metrics.records_in.labels(self.stage, topic[prefix:]).inc(counts[(topic, partition)])
         self._update_lag()
         if not records:
             return
@@ -147,33 +125,28 @@ class StreamLoop:
         self.metrics.batch_size.labels(self.stage).observe(len(records))
         self._commit(outputs, offsets)
 
-    def _commit(self, outputs: list[OutRecord], offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    def _commit(self, outputs: list[OutRecord], offsets: dict[TopicPartition, int]) -> None:
         producer = self._producer
         started = time.perf_counter()
         try:
             producer.begin_transaction()
+            prefix = self.config.topic_prefix
+            send = producer.send
             for out in outputs:
-                producer.send(
-                    self.config.topic_prefix + out.topic,
-                    key=out.key,
-                    value=out.value,
-                    headers=out.headers,
-                    partition=out.partition,
-                    timestamp_ms=out.timestamp_ms,
-                )
+                send(prefix + out.topic, out.value, out.key, out.headers, out.partition, out.timestamp_ms)
             producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
             producer.commit_transaction()
-        except FATAL as exc:
+        except FatalKafkaError as exc:
             self.metrics.transactions.labels(self.stage, "aborted").inc()
             raise FatalStreamError(f"{self.stage}: producer can no longer commit ({exc!r}); restart the process") from exc
-        except KafkaError as exc:
+        except KafkaClientError as exc:
             self.metrics.transactions.labels(self.stage, "aborted").inc()
             log.warning("transaction aborted stage=%s records=%d error=%r", self.stage, len(outputs), exc)
             try:
                 producer.abort_transaction()
-            except FATAL as fatal:
+            except FatalKafkaError as fatal:
                 raise FatalStreamError(f"{self.stage}: cannot abort transaction ({fatal!r})") from fatal
-            except KafkaError as abort_exc:
+            except KafkaClientError as abort_exc:
                 raise FatalStreamError(f"{self.stage}: cannot abort transaction ({abort_exc!r})") from abort_exc
             self._rewind()
             return
@@ -190,12 +163,9 @@ class StreamLoop:
         owned = sorted(self.owned)
         self.processor.drop(owned)
         self.restore(owned)
-        for tp in self._consumer.assignment():
-            committed = self._consumer.committed(tp)
-            if committed is None:
-                self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
+        assignment = self._consumer.assignment()
+        for tp, committed in self._consumer.committed(assignment).items():
+            self._consumer.seek(tp, BEGINNING if committed is None else committed)
 
     # -- rebalance ---------------------------------------------------------------------------
     def assigned(self, tps: list[TopicPartition]) -> None:
@@ -228,7 +198,7 @@ class StreamLoop:
         count = 0
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
         for partition, key, value in read_changelog(
-            self.config.bootstrap_servers, self.config.topic(topic), partitions, client_id=self.config.group(self.stage)
+            self._kafka, self.config.topic(topic), partitions, client_id=self.config.group(self.stage)
         ):
             by_partition[partition].append((key, value))
             count += 1
@@ -249,22 +219,9 @@ class StreamLoop:
             high = self._consumer.highwater(tp)
             if high is None or tp not in self._positions:
                 continue
-            try:
-                # The consumer's own position has stepped over transaction markers, which our
-                # last-consumed offset has not: under read_committed that is the honest lag.
-                position = self._consumer.position(tp, timeout_ms=0)
-            except KafkaError:
-                continue
+            # The consumer's own position has stepped over transaction markers, which our
+            # last-consumed offset has not: under read_committed that is the honest lag.
+            position = self._consumer.position(tp)
             if position is not None:
                 self.metrics.lag.labels(self.stage, tp.topic[prefix:], str(tp.partition)).set(max(0, high - position))
 
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, loop: StreamLoop) -> None:
-        self.loop = loop
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.loop.revoked(list(revoked))
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.loop.assigned(list(assigned))

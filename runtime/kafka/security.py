@@ -2,7 +2,8 @@
 
 One source: `KafkaSecurity.properties()` gives the property names every Kafka client documents
 (`security.protocol`, `ssl.ca.location`, `sasl.mechanism`, `sasl.username`, `sasl.password`);
-`kafka_python()` translates them for kafka-python. The settings follow the project convention
+`runtime.kafka.client.connect` hands them to every client it makes (each implementation
+translates them, see its `translate_properties`). The settings follow the project convention
 (field = key = `--flag` = `WARDWATCH_FLAG`, see `runtime.config.KafkaSecurityConfig`), except
 the password: it is never a flag (a command line is visible to every local user) and comes from
 the file named by `--kafka-password-file` / `WARDWATCH_KAFKA_PASSWORD_FILE`, or from
@@ -18,7 +19,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from runtime.config import ConfigError, KafkaSecurityConfig, load
 
@@ -50,8 +50,11 @@ class KafkaSecurity:
         if self.security_protocol not in PROTOCOLS:
             raise ConfigError(f"--security-protocol={self.security_protocol!r}: expected one of {', '.join(PROTOCOLS)}")
         props = {"security.protocol": self.security_protocol}
-        if self.uses_tls and self.ssl_ca_location:
-            props["ssl.ca.location"] = self.ssl_ca_location
+        if self.uses_tls:
+            if self.ssl_ca_location:
+                props["ssl.ca.location"] = self.ssl_ca_location
+            # Check the broker's name against its certificate (both clients' default; say it).
+            props["ssl.endpoint.identification.algorithm"] = "https"
         if self.uses_sasl:
             if not self.sasl_username:
                 raise ConfigError(
@@ -117,24 +120,7 @@ def current() -> KafkaSecurity:
 
 
 def current_properties() -> dict[str, str]:
-    """`current().properties()`: the standard properties every client constructor receives."""
+    """`current().properties()`: the standard properties `runtime.kafka.client.connect` gives
+    every client it makes unless told otherwise."""
     return current().properties()
 
-
-def kafka_python(properties: Mapping[str, str]) -> dict[str, Any]:
-    """Translate standard client properties into kafka-python keyword arguments."""
-    names = {
-        "security.protocol": "security_protocol",
-        "ssl.ca.location": "ssl_cafile",
-        "sasl.mechanism": "sasl_mechanism",
-        "sasl.username": "sasl_plain_username",
-        "sasl.password": "sasl_plain_password",
-    }
-    unknown = sorted(set(properties) - set(names))
-    if unknown:
-        raise ConfigError(f"Kafka client properties not supported by the kafka-python backend: {', '.join(unknown)}")
-    kwargs: dict[str, Any] = {names[key]: value for key, value in properties.items()}
-    if properties.get("security.protocol") in ("SSL", "SASL_SSL"):
-        # kafka-python checks the broker's name against its certificate by default; say it explicitly.
-        kwargs["ssl_check_hostname"] = True
-    return kwargs

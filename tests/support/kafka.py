@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
 from runtime.kafka import security
+from runtime.kafka.client import BEGINNING, TopicPartition, connect
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,11 +63,6 @@ def on_broker(broker: Any) -> Iterator[Cluster]:
             else:
                 os.environ[k] = v
         use_cluster(previous_cluster)
-
-
-def client_kwargs() -> dict[str, Any]:
-    """kafka-python security arguments of this (test) process: `admin` on the secured broker."""
-    return security.kafka_python(security.current_properties())
 
 
 def service_env(args: list[str]) -> dict[str, str]:
@@ -131,14 +125,26 @@ def spawn(name: str, args: list[str], workdir: Path, env: dict[str, str] | None 
 
 
 def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]) -> int:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5, **client_kwargs())
+    """Produce `items` (key, value) with the client $WARDWATCH_KAFKA_CLIENT names; wait for every ack."""
+    producer = connect(bootstrap).producer(client_id="wardwatch-test-producer")
     n = 0
-    for key, value in items:
-        producer.send(topic, key=key, value=value)
-        n += 1
-    producer.flush()
-    producer.close()
+    try:
+        for key, value in items:
+            producer.send(topic, value, key=key)
+            n += 1
+        producer.flush(timeout_s=120)
+    finally:
+        producer.close(timeout_s=10)
     return n
+
+
+def produce_acked(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]) -> list[tuple[int, int]]:
+    """Produce `items` one by one and return where each landed: (partition, offset)."""
+    producer = connect(bootstrap).producer(client_id="wardwatch-test-producer")
+    try:
+        return [producer.send_acked(topic, value, key=key).wait(30) for key, value in items]
+    finally:
+        producer.close(timeout_s=10)
 
 
 @dataclass(frozen=True)
@@ -155,26 +161,21 @@ class Consumed:
 
 def read_committed(bootstrap: str, topic: str, *, expect: int | None = None, timeout_s: float = 60.0, quiet_s: float = 3.0) -> list[Consumed]:
     """Every committed record of `topic`: until `expect` arrived, or nothing new for `quiet_s`."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed",
-                             enable_auto_commit=False, auto_offset_reset="earliest", **client_kwargs())
+    consumer = connect(bootstrap).consumer(client_id="wardwatch-test-reader", group_id=None)
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = consumer.partitions_for(topic)
         deadline = time.monotonic() + 10
         while not partitions and time.monotonic() < deadline:
             time.sleep(0.2)
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
+            partitions = consumer.partitions_for(topic)
+        consumer.assign({TopicPartition(topic, p): BEGINNING for p in partitions})
         out: list[Consumed] = []
         deadline = time.monotonic() + timeout_s
         last_new = time.monotonic()
         while time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=300)
-            for tp, records in batch.items():
-                for r in records:
-                    out.append(Consumed(r.key, r.value, {k: v for k, v in (r.headers or [])}, r.partition, r.offset))
-                    last_new = time.monotonic()
+            for r in consumer.poll(0.3, 10_000):
+                out.append(Consumed(r.key, r.value, {k: v for k, v in r.headers}, r.partition, r.offset))
+                last_new = time.monotonic()
             if expect is not None and len(out) >= expect:
                 break
             if expect is None and time.monotonic() - last_new > quiet_s:

@@ -6,7 +6,7 @@ import argparse
 
 from alerts.config import AlertsConfig
 from alerts.rules import load_rules
-from alerts.service import ASSIGNORS, STAGE, build_alerts
+from alerts.service import ASSIGNOR, STAGE, build_alerts
 from runtime import logs
 from runtime.config import add_arguments, load
 from runtime.service import run_stream
@@ -34,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
         config,
         lambda metrics: build_alerts(rules, metrics),
         stage=STAGE,
-        assignors=ASSIGNORS,
+        assignor=ASSIGNOR,
         build_info={"version": __version__, "rules": rules.source},
     )

@@ -8,28 +8,32 @@ import shlex
 import sys
 from pathlib import Path
 
-from inference import checkpoint
-from inference.evaluate import AlertRule, evaluate_model, shifted_options
-from inference.model import untrained
-from inference.service import UNTRAINED_VERSION
 from runtime import logs
+from wardwatch.commands import deferred
 
 log = logging.getLogger(__name__)
 
 
-
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `wardwatch evaluate` to the CLI."""
-    p = subparsers.add_parser(
+    """Add `wardwatch evaluate` to the CLI (PyTorch is imported only when it runs)."""
+    deferred.register(
+        subparsers,
         "evaluate",
         help="evaluate a checkpoint against NEWS2 on held-out cohorts (report + plots)",
         description="Generates cohorts from seeds never used in training (plus one with a shifted scenario mix), "
         "scores every reading at the full streaming cadence and compares the model with NEWS2: per-reading "
         "AUROC/AUPRC, event sensitivity, median lead time and alerts per patient-day at matched event "
         "sensitivity. Writes report.json, report.md and PNG plots to --out. The defaults reproduce the "
-        "shipped report.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "shipped report. Needs the training dependencies (PyTorch).",
+        add_arguments=add_arguments,
+        run=run,
     )
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags (imports PyTorch, for the alert rule's defaults)."""
+    from inference.evaluate import AlertRule
+
     p.add_argument("--checkpoint", default="default", help="checkpoint directory, 'default' (the shipped one) or 'untrained'")
     p.add_argument("--out", default=None, help="report directory (default: CHECKPOINT/reports; ./evaluate-untrained for 'untrained')")
     p.add_argument("--seeds", default="1001,1002", help="comma-separated seeds of the held-out cohorts")
@@ -40,11 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--refractory-minutes", type=float, default=AlertRule.refractory_minutes, help="no new alert this soon after a raise")
     p.add_argument("--window-hours", type=float, default=None, help="an alert active this long before an event detects it (default: the model's horizon)")
     p.add_argument("--log-level", default="INFO", help="logging level")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate; exit code 0 on success, 2 on a bad setting or checkpoint."""
+    from inference import checkpoint
+    from inference.evaluate import AlertRule, evaluate_model, shifted_options
+    from inference.model import untrained
+    from inference.service import UNTRAINED_VERSION
+
     logs.setup(args.log_level, "evaluate")
     try:
         if args.checkpoint == "untrained":

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
-
 from inference.service import ScoreConfig, build_scorer, load_model
 from inference.scorer import STAGE
 from runtime import logs
 from runtime.config import add_arguments, load
+from runtime.kafka.client import COOPERATIVE_STICKY
 from runtime.service import run_stream
 from wardwatch import __version__
 
@@ -29,13 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load(ScoreConfig, args)
     logs.setup(config.log_level, STAGE)
-    model, version = load_model(config.checkpoint)
+    model, version = load_model(config.checkpoint, config.model_threads)
     return run_stream(
         config,
         lambda metrics: build_scorer(config, metrics, model, version),
         stage=STAGE,
         # Cooperative sticky (KIP-429): a rebalance revokes only the partitions that move, so
         # the others keep scoring and only moved state is restored.
-        assignors=(CooperativeStickyAssignor,),
+        assignor=COOPERATIVE_STICKY,
         build_info={"version": __version__, "model": version},
     )

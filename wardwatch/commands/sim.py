@@ -15,7 +15,7 @@ from runtime import logs
 from runtime import metrics as metrics_module
 from runtime.config import KafkaConfig, add_arguments, load, require, setting
 from runtime.kafka.admin import ensure_topics
-from runtime.kafka.clients import wait_for_broker
+from runtime.kafka.client import from_config, wait_for_broker
 from runtime.service import stop_on_signals
 from runtime.topics import SIM_EVENTS, VITALS_RAW, specs
 from sim.cohort import DEFAULT_START_MS, CohortConfig, generate
@@ -93,12 +93,13 @@ def run(args: argparse.Namespace) -> int:
     registry = metrics_module.new_registry()
     stream = metrics_module.StreamMetrics(registry, "sim")
     metrics_module.serve(registry, config.metrics_port)
-    wait_for_broker(config.bootstrap_servers)
-    ensure_topics(config.bootstrap_servers, specs(VITALS_RAW, SIM_EVENTS), config.partitions, config.replication_factor, config.topic_prefix)
+    kafka = from_config(config)
+    wait_for_broker(kafka)
+    ensure_topics(kafka, specs(VITALS_RAW, SIM_EVENTS), config.partitions, config.replication_factor, config.topic_prefix)
     sent = stream.records_out.labels("sim", VITALS_RAW)
     log.info("sim live patients=%d hours=%.1f speed=%g", config.patients, config.hours, config.speed)
     run_live(
-        cohort, config.bootstrap_servers, speed=config.speed, stop=stop_on_signals(), bad_rate=config.bad_rate,
+        cohort, kafka, speed=config.speed, stop=stop_on_signals(), bad_rate=config.bad_rate,
         on_sent=sent.inc, topic_prefix=config.topic_prefix,
     )
     return 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+from typing import Any
 
-from inference.train import TrainConfig, train
 from runtime import logs
+from wardwatch.commands import deferred
 
 log = logging.getLogger(__name__)
 
@@ -35,29 +36,38 @@ HELP = {
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `wardwatch train` to the CLI."""
-    p = subparsers.add_parser(
+    """Add `wardwatch train` to the CLI (PyTorch is imported only when it runs)."""
+    deferred.register(
+        subparsers,
         "train",
         help="train the recurrent risk model (truncated BPTT) and write a checkpoint",
         description="Generates a training and a validation cohort with the simulator, trains the GRU-D-style "
         "risk model with truncated backpropagation through time, keeps the epoch with the best validation "
-        "AUROC and writes weights, normalisation, config, metrics and a manifest to --out. "
-        "The defaults reproduce the shipped checkpoint.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "AUROC and writes weights, the step exported to ONNX, normalisation, config, metrics and a manifest "
+        "to --out. The defaults reproduce the shipped checkpoint. Needs the training dependencies (PyTorch).",
+        add_arguments=add_arguments,
+        run=run,
     )
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (imports PyTorch)."""
+    from inference.train import TrainConfig
+
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, object] = {"default": f.default, "type": type(f.default), "help": HELP[f.name]}
+        kwargs: dict[str, Any] = {"default": f.default, "type": type(f.default), "help": HELP[f.name]}
         if f.name == "cell":
             kwargs["choices"] = ("gru", "lstm")
-        p.add_argument(flag, dest=f.name, **kwargs)  # type: ignore[arg-type]
+        p.add_argument(flag, dest=f.name, **kwargs)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--log-level", default="INFO", help="logging level")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train; exit code 0 on success, 2 on a bad setting."""
+    from inference.train import TrainConfig, train
+
     logs.setup(args.log_level, "train")
     try:
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})

@@ -1,0 +1,103 @@
+"""`python -m bench.clients [--quick]`: the passthrough ceiling and the scorer on each Kafka client.
+
+One broker, one input, one run: the transactional passthrough StreamLoop (`bench.ceiling`) and
+`wardwatch score`, each on kafka-python and on confluent-kafka (librdkafka), preloaded backlog,
+read_committed, one process. Writes bench/results/clients.json and clients.md with the machine
+and the command, and the ratios the lead picks the default client by.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import scorer
+from bench.common import PARTITIONS, broker, cohort_input, machine
+from bench.throughput import run_preloaded
+from runtime.kafka.client import CLIENTS
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SIZES = {"quick": (60_000, 2_000), "full": (200_000, 10_000)}
+
+
+def log(message: str) -> None:
+    print(f"[bench.clients {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.clients", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller input (a few minutes)")
+    parser.add_argument("--checkpoint", default=scorer.CHECKPOINT, help="model for the scorer ('untrained' works)")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    readings, patients = SIZES[mode]
+    data = cohort_input(readings, patients)
+    result: dict = {
+        "mode": mode,
+        "command": "python -m bench.clients" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
+        "started_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine(),
+        "input": {"readings": len(data.records), "patients": data.patients, "partitions": PARTITIONS},
+    }
+    logdir = Path(tempfile.mkdtemp(prefix="wardwatch-bench-clients-"))
+    with broker() as (bootstrap, description):
+        result["broker"] = description
+        rates: dict[str, dict[str, float]] = {"ceiling": {}, "scorer": {}}
+        for client in CLIENTS:
+            flag = ["--kafka-client", client]
+            for kind, command in (("ceiling", scorer.ceiling_command(bootstrap)), ("scorer", scorer.command(bootstrap, args.checkpoint))):
+                name = f"{kind}-{client}"
+                t = run_preloaded(bootstrap, name, data, [*command, *flag], logdir, time_cap_s=300)
+                rates[kind][client] = t.readings_per_s
+                result.setdefault("throughput", {})[name] = t.as_dict()
+                log(f"{name}: {t.readings_per_s:,.0f} readings/s ({t.outputs:,} outputs in {t.seconds:.1f} s)")
+    kp, cf = CLIENTS
+    result["ratios"] = {
+        "ceiling confluent / kafka-python": _ratio(rates["ceiling"][cf], rates["ceiling"][kp]),
+        "scorer confluent / kafka-python": _ratio(rates["scorer"][cf], rates["scorer"][kp]),
+        "scorer / ceiling, kafka-python": _ratio(rates["scorer"][kp], rates["ceiling"][kp]),
+        "scorer / ceiling, confluent": _ratio(rates["scorer"][cf], rates["ceiling"][cf]),
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "clients.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.results / "clients.md").write_text(_markdown(result))
+    shutil.rmtree(logdir, ignore_errors=True)
+    log(f"wrote {args.results / 'clients.json'} and clients.md")
+    return 0
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b else None
+
+
+def _markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = [
+        "# Kafka clients: passthrough ceiling and scorer on each",
+        "",
+        f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r['broker']}.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, load average at start {m['load_average_at_start']}; "
+        f"Python {m['python']}, kafka-python {m['kafka_python']}, confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}).",
+        f"Input: {r['input']['readings']:,} readings of {r['input']['patients']:,} patients in `vitals` ({r['input']['partitions']} partitions), "
+        "preloaded; one process, transactional, read_committed; rate from the first to the last output seen.",
+        "",
+        "| process | client | readings/s | window s |",
+        "|---|---|---:|---:|",
+    ]
+    for name, t in r["throughput"].items():
+        kind, client = name.split("-", 1)
+        lines.append(f"| {kind} | {client} | {t['readings_per_s']:,.0f} | {t['window_s']} |")
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in r["ratios"].items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The Kafka client interface the runtime and the services program against.
+
+Two implementations sit behind it: kafka-python (`kafka_python.py`) and confluent-kafka, the
+librdkafka binding (`confluent.py`). Everything a stage sees is defined here: records,
+partitions, the transactional producer, the consumer with rebalance callbacks, topic admin and
+the errors. No client library's type crosses this boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple, Protocol
+
+Headers = list[tuple[str, bytes]]
+
+# Special start offsets for `Consumer.assign` and `Consumer.seek` (same values as librdkafka's).
+BEGINNING: Final = -2
+END: Final = -1
+
+# Partition assignment strategies a consumer group may use.
+RANGE: Final = "range"
+COOPERATIVE_STICKY: Final = "cooperative-sticky"
+ASSIGNORS: Final = (RANGE, COOPERATIVE_STICKY)
+
+
+class TopicPartition(NamedTuple):
+    """One partition of one topic (hashable: a dict key for offsets and lag)."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed record, with the topic's full name on the cluster."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NewTopic:
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+class KafkaClientError(Exception):
+    """A Kafka operation failed; the current transaction (if any) can be aborted and retried."""
+
+
+class FatalKafkaError(KafkaClientError):
+    """The client can no longer take part safely (fenced by a newer instance, not authorised...)."""
+
+
+class Delivery(Protocol):
+    """One produced record's acknowledgement."""
+
+    def wait(self, timeout_s: float) -> tuple[int, int]:
+        """Block until the broker acknowledged the record; return its (partition, offset).
+        Raise KafkaClientError if it was not acknowledged in time."""
+        ...
+
+
+class Producer(Protocol):
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        """Queue one record; failures surface at `flush` or `commit_transaction`."""
+        ...
+
+    def send_acked(
+        self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None
+    ) -> Delivery:
+        """Queue one record and return a handle to wait for its acknowledgement."""
+        ...
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait until every queued record is acknowledged; raise KafkaClientError if one failed."""
+        ...
+
+    def init_transactions(self) -> None: ...
+    def begin_transaction(self) -> None: ...
+
+    def send_offsets_to_transaction(self, offsets: Mapping[TopicPartition, int], group_metadata: Any) -> None:
+        """Commit the consumer group's `offsets` (next offset to read) with the transaction."""
+        ...
+
+    def commit_transaction(self) -> None: ...
+    def abort_transaction(self) -> None: ...
+    def close(self, timeout_s: float) -> None: ...
+
+
+Partitions = Callable[[list[TopicPartition]], None]
+
+
+class Consumer(Protocol):
+    def subscribe(self, topics: Sequence[str], *, on_assigned: Partitions, on_revoked: Partitions) -> None:
+        """Join the group. `on_assigned` gets partitions newly owned, `on_revoked` those given up
+        (or lost); both run inside `poll` before any record of a newly owned partition is returned."""
+        ...
+
+    def poll(self, timeout_s: float, max_records: int) -> list[Record]:
+        """Up to `max_records` committed records, each partition's in offset order."""
+        ...
+
+    def assign(self, starts: Mapping[TopicPartition, int]) -> None:
+        """Read exactly these partitions (no group), each from its offset, BEGINNING or END."""
+        ...
+
+    def assignment(self) -> list[TopicPartition]: ...
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Next poll reads `tp` from `offset` (or BEGINNING)."""
+        ...
+
+    def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """The group's committed offsets (None: nothing committed)."""
+        ...
+
+    def position(self, tp: TopicPartition) -> int | None:
+        """The offset of the next record this consumer would read, if known without waiting."""
+        ...
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The end of `tp` as last seen by a fetch (no broker round trip); None if not known yet."""
+        ...
+
+    def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Ask the broker for each partition's end (under read_committed: the last stable offset)."""
+        ...
+
+    def partitions_for(self, topic: str) -> list[int]:
+        """The topic's partition ids ([] if the topic does not exist)."""
+        ...
+
+    def read_to_end(self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int) -> Iterator[list[Record]]:
+        """Assign `tps` from the beginning and yield batches until each reached the end it had
+        when the call began (raise TimeoutError after `timeout_s`)."""
+        ...
+
+    def group_metadata(self) -> Any:
+        """Opaque: what `Producer.send_offsets_to_transaction` needs to commit for this group."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Admin(Protocol):
+    def topic_partitions(self, names: Sequence[str] | None = None) -> dict[str, int]:
+        """Partition count of each existing topic among `names` (None: every topic)."""
+        ...
+
+    def create_topics(self, topics: Sequence[NewTopic], timeout_s: float) -> None:
+        """Create `topics`; one that already exists is not an error. Returns once they are visible."""
+        ...
+
+    def probe(self, timeout_s: float) -> None:
+        """One metadata round trip; raise KafkaClientError if the cluster does not answer."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class KafkaClient(Protocol):
+    """Builds producers, consumers and admin clients of one implementation for one cluster."""
+
+    name: str
+    bootstrap: str
+
+    def producer(
+        self,
+        *,
+        client_id: str,
+        transactional_id: str | None = None,
+        transaction_timeout_ms: int | None = None,
+        linger_ms: int = 5,
+        delivery_timeout_ms: int = 120_000,
+        request_timeout_ms: int | None = None,
+    ) -> Producer:
+        """An idempotent producer (acks=all); transactional when `transactional_id` is given."""
+        ...
+
+    def consumer(
+        self,
+        *,
+        client_id: str,
+        group_id: str | None,
+        assignor: str | None = None,
+        max_poll_records: int = 10_000,
+        auto_offset_reset: str = "earliest",
+        large_fetches: bool = False,
+    ) -> Consumer:
+        """A read_committed consumer that never commits on its own. `large_fetches`: bigger fetch
+        sizes for reading whole partitions (restore)."""
+        ...
+
+    def admin(self, *, client_id: str = "wardwatch-admin", timeout_s: float | None = None) -> Admin: ...

@@ -1,0 +1,337 @@
+"""The kafka-python implementation of the client interface (pure Python)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import kafka
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.errors import (
+    AuthorizationError,
+    InvalidProducerEpochError,
+    KafkaError,
+    ProducerFencedError,
+    TopicAlreadyExistsError,
+    UnsupportedVersionError,
+)
+from kafka.structs import OffsetAndMetadata
+
+from runtime.kafka.client.base import (
+    BEGINNING,
+    COOPERATIVE_STICKY,
+    END,
+    RANGE,
+    FatalKafkaError,
+    Headers,
+    KafkaClientError,
+    NewTopic,
+    Partitions,
+    Record,
+    TopicPartition,
+)
+
+NAME = "kafka-python"
+FATAL = (ProducerFencedError, InvalidProducerEpochError, AuthorizationError, UnsupportedVersionError)
+ASSIGNOR_CLASSES = {RANGE: RangePartitionAssignor, COOPERATIVE_STICKY: CooperativeStickyAssignor}
+
+# Standard Kafka client property -> kafka-python keyword argument.
+_PROPERTY_NAMES = {
+    "security.protocol": "security_protocol",
+    "ssl.ca.location": "ssl_cafile",
+    "ssl.certificate.location": "ssl_certfile",
+    "ssl.key.location": "ssl_keyfile",
+    "ssl.key.password": "ssl_password",
+    "ssl.crl.location": "ssl_crlfile",
+    "ssl.cipher.suites": "ssl_ciphers",
+    "sasl.mechanism": "sasl_mechanism",
+    "sasl.mechanisms": "sasl_mechanism",
+    "sasl.username": "sasl_plain_username",
+    "sasl.password": "sasl_plain_password",
+    "sasl.kerberos.service.name": "sasl_kerberos_service_name",
+}
+
+
+def translate_properties(properties: Mapping[str, str] | None) -> dict[str, Any]:
+    """Standard client properties (security.protocol, ssl.ca.location, sasl.username, ...) as
+    kafka-python keyword arguments. An unknown property is an error naming it (never its value)."""
+    out: dict[str, Any] = {}
+    for name, value in (properties or {}).items():
+        if name == "ssl.endpoint.identification.algorithm":
+            out["ssl_check_hostname"] = str(value).lower() == "https"
+        elif name in _PROPERTY_NAMES:
+            out[_PROPERTY_NAMES[name]] = value
+        else:
+            raise ValueError(f"Kafka client property {name!r} has no kafka-python equivalent")
+    return out
+
+
+def _tp(tp: TopicPartition) -> kafka.TopicPartition:
+    return kafka.TopicPartition(tp.topic, tp.partition)
+
+
+def _ours(tp: Any) -> TopicPartition:
+    return TopicPartition(tp.topic, tp.partition)
+
+
+def _error(exc: KafkaError) -> KafkaClientError:
+    cls = FatalKafkaError if isinstance(exc, FATAL) else KafkaClientError
+    return cls(repr(exc))
+
+
+class _Delivery:
+    def __init__(self, future: Any) -> None:
+        self._future = future
+
+    def wait(self, timeout_s: float) -> tuple[int, int]:
+        try:
+            meta = self._future.get(timeout=max(0.001, timeout_s))
+        except KafkaError as exc:
+            raise _error(exc) from exc
+        return meta.partition, meta.offset
+
+
+class KafkaPythonProducer:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._p = kafka.KafkaProducer(**config)
+        self._futures: list[Any] = []
+        self._transactional = "transactional_id" in config
+
+    def send(self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None,
+             partition: int | None = None, timestamp_ms: int | None = None) -> None:
+        try:
+            future = self._p.send(topic, key=key, value=value, headers=headers or [], partition=partition, timestamp_ms=timestamp_ms)
+        except KafkaError as exc:
+            raise _error(exc) from exc
+        if not self._transactional:  # a transaction's commit reports failed sends itself
+            self._futures.append(future)
+            if len(self._futures) > 100_000:
+                self._futures = [f for f in self._futures if not f.is_done or f.failed()]
+
+    def send_acked(self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None) -> _Delivery:
+        try:
+            return _Delivery(self._p.send(topic, key=key, value=value, headers=headers or []))
+        except KafkaError as exc:
+            raise _error(exc) from exc
+
+    def flush(self, timeout_s: float) -> None:
+        try:
+            self._p.flush(timeout=timeout_s)
+        except KafkaError as exc:
+            raise _error(exc) from exc
+        futures, self._futures = self._futures, []
+        for f in futures:
+            if not f.is_done:
+                raise KafkaClientError(f"records not acknowledged within {timeout_s:g}s")
+            if f.failed():
+                raise _error(f.exception) if isinstance(f.exception, KafkaError) else KafkaClientError(repr(f.exception))
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except KafkaError as exc:
+            raise _error(exc) from exc
+
+    def init_transactions(self) -> None:
+        self._call(self._p.init_transactions)
+
+    def begin_transaction(self) -> None:
+        self._call(self._p.begin_transaction)
+
+    def send_offsets_to_transaction(self, offsets: Mapping[TopicPartition, int], group_metadata: Any) -> None:
+        native = {_tp(tp): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+        self._call(self._p.send_offsets_to_transaction, native, group_metadata)
+
+    def commit_transaction(self) -> None:
+        self._call(self._p.commit_transaction)
+
+    def abort_transaction(self) -> None:
+        self._call(self._p.abort_transaction)
+
+    def close(self, timeout_s: float) -> None:
+        self._p.close(timeout=timeout_s)
+
+
+class _Listener(kafka.ConsumerRebalanceListener):
+    def __init__(self, on_assigned: Partitions, on_revoked: Partitions) -> None:
+        self._assigned, self._revoked = on_assigned, on_revoked
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._revoked([_ours(tp) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._assigned([_ours(tp) for tp in assigned])
+
+
+class KafkaPythonConsumer:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._c = kafka.KafkaConsumer(**config)
+
+    def subscribe(self, topics: Sequence[str], *, on_assigned: Partitions, on_revoked: Partitions) -> None:
+        self._c.subscribe(topics=list(topics), listener=_Listener(on_assigned, on_revoked))
+
+    def poll(self, timeout_s: float, max_records: int) -> list[Record]:
+        try:
+            polled = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as exc:
+            raise _error(exc) from exc
+        return [
+            Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, list(r.headers or []))
+            for batch in polled.values()
+            for r in batch
+        ]
+
+    def assign(self, starts: Mapping[TopicPartition, int]) -> None:
+        self._c.assign([_tp(tp) for tp in starts])
+        for tp, offset in starts.items():
+            self.seek(tp, offset)
+
+    def assignment(self) -> list[TopicPartition]:
+        return [_ours(tp) for tp in self._c.assignment()]
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        if offset == BEGINNING:
+            self._c.seek_to_beginning(_tp(tp))
+        elif offset == END:
+            self._c.seek_to_end(_tp(tp))
+        else:
+            self._c.seek(_tp(tp), offset)
+
+    def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
+        try:
+            return {tp: self._c.committed(_tp(tp)) for tp in tps}
+        except KafkaError as exc:
+            raise _error(exc) from exc
+
+    def position(self, tp: TopicPartition) -> int | None:
+        try:
+            return self._c.position(_tp(tp), timeout_ms=0)
+        except KafkaError:
+            return None
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self._c.highwater(_tp(tp))
+
+    def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        try:
+            ends = self._c.end_offsets([_tp(tp) for tp in tps])
+        except KafkaError as exc:
+            raise _error(exc) from exc
+        return {_ours(tp): off for tp, off in ends.items() if off is not None}
+
+    def partitions_for(self, topic: str) -> list[int]:
+        return sorted(self._c.partitions_for_topic(topic) or ())
+
+    def read_to_end(self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int) -> Iterator[list[Record]]:
+        self.assign({tp: BEGINNING for tp in tps})
+        # Under read_committed this is the last stable offset: everything committed so far.
+        end = self.end_offsets(tps)
+        pending = {tp for tp in tps if end.get(tp, 0) > 0 and self._c.position(_tp(tp)) < end[tp]}
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"partitions {sorted(pending)} not read to their end within {timeout_s:.0f}s")
+            batch = [r for r in self.poll(0.2, max_records) if r.offset < end[TopicPartition(r.topic, r.partition)]]
+            if batch:
+                yield batch
+            # The position steps over transaction markers, so it reaches the end even when the
+            # last records of a partition are a commit marker.
+            for tp in list(pending):
+                if self._c.position(_tp(tp)) >= end[tp]:
+                    pending.discard(tp)
+
+    def group_metadata(self) -> Any:
+        return self._c.group_metadata()
+
+    def close(self) -> None:
+        self._c.close(autocommit=False)
+
+
+class KafkaPythonAdmin:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._a = kafka.KafkaAdminClient(**config)
+
+    def topic_partitions(self, names: Sequence[str] | None = None) -> dict[str, int]:
+        try:
+            existing = self._a.list_topics()
+            if names is not None:
+                existing = [n for n in existing if n in set(names)]
+            described = self._a.describe_topics(existing) if existing else []
+        except KafkaError as exc:
+            raise _error(exc) from exc
+        return {t["name"]: len(t.get("partitions") or []) for t in described if t.get("error_code", 0) == 0}
+
+    def create_topics(self, topics: Sequence[NewTopic], timeout_s: float) -> None:
+        new = {t.name: {"num_partitions": t.partitions, "replication_factor": t.replication_factor, "configs": t.configs} for t in topics}
+        try:
+            result = self._a.create_topics(new, raise_errors=False)
+            for topic in result.get("topics", []):
+                # Already there: another service created it first.
+                if topic.get("error_code", 0) not in (0, TopicAlreadyExistsError.errno):
+                    raise KafkaClientError(f"cannot create topic {topic.get('name')}: {topic.get('error_message') or topic.get('error_code')}")
+            self._a.wait_for_topics([t.name for t in topics], timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:
+            raise _error(exc) from exc
+
+    def probe(self, timeout_s: float) -> None:
+        try:
+            self._a.describe_cluster()
+        except KafkaError as exc:
+            raise _error(exc) from exc
+
+    def close(self) -> None:
+        self._a.close()
+
+
+def _build(cls: Any, config: dict[str, Any]) -> Any:
+    try:
+        return cls(config)
+    except KafkaError as exc:  # NoBrokersAvailable while bootstrapping, say
+        raise _error(exc) from exc
+
+
+class KafkaPythonClient:
+    """Builds kafka-python clients for one cluster."""
+
+    name = NAME
+
+    def __init__(self, bootstrap: str, properties: Mapping[str, str] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self._common = {"bootstrap_servers": [s.strip() for s in bootstrap.split(",") if s.strip()],
+                        **translate_properties(properties)}
+
+    def producer(self, *, client_id: str, transactional_id: str | None = None, transaction_timeout_ms: int | None = None,
+                 linger_ms: int = 5, delivery_timeout_ms: int = 120_000, request_timeout_ms: int | None = None) -> KafkaPythonProducer:
+        config: dict[str, Any] = dict(
+            self._common, client_id=client_id, acks="all", enable_idempotence=True, linger_ms=linger_ms,
+            max_in_flight_requests_per_connection=5, retries=2**31 - 1, delivery_timeout_ms=delivery_timeout_ms,
+        )
+        if transactional_id is not None:
+            config["transactional_id"] = transactional_id
+        if transaction_timeout_ms is not None:
+            config["transaction_timeout_ms"] = transaction_timeout_ms
+        if request_timeout_ms is not None:
+            config["request_timeout_ms"] = request_timeout_ms
+            # send() blocks at most this long for metadata or buffer space.
+            config["max_block_ms"] = request_timeout_ms * 2
+        return _build(KafkaPythonProducer, config)
+
+    def consumer(self, *, client_id: str, group_id: str | None, assignor: str | None = None, max_poll_records: int = 10_000,
+                 auto_offset_reset: str = "earliest", large_fetches: bool = False) -> KafkaPythonConsumer:
+        config: dict[str, Any] = dict(
+            self._common, client_id=client_id, group_id=group_id, enable_auto_commit=False,
+            isolation_level="read_committed", auto_offset_reset=auto_offset_reset, max_poll_records=max_poll_records,
+        )
+        if assignor is not None:
+            config["partition_assignment_strategy"] = [ASSIGNOR_CLASSES[assignor]]
+        if large_fetches:
+            config.update(max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+        return _build(KafkaPythonConsumer, config)
+
+    def admin(self, *, client_id: str = "wardwatch-admin", timeout_s: float | None = None) -> KafkaPythonAdmin:
+        config: dict[str, Any] = dict(self._common, client_id=client_id)
+        if timeout_s is not None:
+            config.update(request_timeout_ms=int(timeout_s * 1000), bootstrap_timeout_ms=int(timeout_s * 1000))
+        return _build(KafkaPythonAdmin, config)
