@@ -217,6 +217,11 @@ def load_default() -> tuple[RiskModel, str]:
     return load(default_checkpoint_path())
 
 
+def load_metrics(path: str | Path) -> dict[str, Any]:
+    """metrics.json of a checkpoint directory (training record: sources, split rule, calibration)."""
+    return json.loads((Path(path) / "metrics.json").read_text())
+
+
 def export(path: str | Path) -> str:
     """(Re-)export step.onnx of an existing checkpoint from its model.pt and rewrite the manifest at format 2.
 

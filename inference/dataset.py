@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from ingest import Limits, Reading, ReadingId, Rejected, reading_id, validate_object
-from inference.features import FEATURES, MS_PER_HOUR, N_FEATURES, SequenceInputs, sequence_inputs
+from ingest.contract import VITALS
+from inference.features import FEATURES, MS_PER_HOUR, N_FEATURES, SequenceInputs, array_inputs, sequence_inputs
 from inference.news2 import NEWS2_MAX_AGE_MS, news2
 
 # Offline cohorts are replayed long after the fact: accept any event time.
@@ -199,3 +200,122 @@ def make_cohort(patients: int, hours: float, seed: int, **options: object) -> tu
     # What identifies the cohort in reports; device faults are the simulator's defaults.
     description = {k: v for k, v in asdict(config).items() if k not in ("start_ms", "devices")}
     return description, generate(config)
+
+
+# -- cohort directories (imported or simulated), columnar -----------------------------------
+def carried_news2_arrays(inputs: SequenceInputs, spo2_scale: np.ndarray | None = None, max_age_ms: int = NEWS2_MAX_AGE_MS) -> tuple[np.ndarray, np.ndarray]:
+    """`carried_news2` on arrays: each parameter's last value no older than `max_age_ms`."""
+    from inference.news2_batch import news2_batch
+
+    observed = inputs.mask > 0
+    n = len(inputs.ts_ms)
+    steps = np.arange(n)[:, None]
+    last_seen = np.maximum.accumulate(np.where(observed, steps, -1), axis=0)
+    safe = np.maximum(last_seen, 0)
+    cols = np.arange(N_FEATURES)[None, :]
+    values = inputs.values[safe, cols]
+    fresh = (last_seen >= 0) & (inputs.ts_ms[safe] >= (inputs.ts_ms - max_age_ms)[:, None])
+    scale = np.ones(n, dtype=np.int8) if spo2_scale is None else spo2_scale
+    scores = news2_batch(values, fresh, scale)
+    return scores.total.astype(np.int16), scores.single3
+
+
+@dataclass(frozen=True)
+class CohortDir:
+    """A cohort directory read for training/evaluation: patients' series plus their outcomes."""
+
+    path: str
+    summary: dict[str, object]
+    series: list[PatientSeries]
+    outcomes: dict[str, dict[str, object]]
+
+
+def load_cohort_dir(path: str, horizon_hours: float, patients: set[str] | None = None) -> CohortDir:
+    """Read readings.npz, events.jsonl, outcomes.jsonl of a cohort directory into patient series.
+
+    Uses the columnar copy only. Imported cohorts hold valid, de-duplicated readings already;
+    for simulated ones duplicates are dropped and a reading older than the patient's last
+    applied one is dropped as late, as the scorer would. Each stay is cut at its first event.
+    """
+    import json
+    from pathlib import Path
+
+    root = Path(path)
+    summary = json.loads((root / "summary.json").read_text())
+    with np.load(root / "readings.npz") as data:
+        cols = {k: data[k] for k in data.files}
+    if (root / "patients.json").is_file():
+        ids = json.loads((root / "patients.json").read_text())
+    else:  # a simulated cohort: patient ids follow the simulator's numbering
+        from sim.cohort import patient_id
+
+        ids = [patient_id(i) for i in range(int(cols["patient"].max()) + 1 if len(cols["patient"]) else 0)]
+    events: dict[str, tuple[int, str]] = {}
+    events_file = root / "events.jsonl"
+    if events_file.is_file():
+        for line in events_file.read_text().splitlines():
+            if line:
+                e = json.loads(line)
+                if e["patient_id"] not in events or e["event_ts_ms"] < events[e["patient_id"]][0]:
+                    events[e["patient_id"]] = (int(e["event_ts_ms"]), e["scenario"])
+    outcomes: dict[str, dict[str, object]] = {}
+    if (root / "outcomes.jsonl").is_file():
+        for line in (root / "outcomes.jsonl").read_text().splitlines():
+            if line:
+                o = json.loads(line)
+                outcomes[o["patient_id"]] = o
+    keep = ~cols["duplicate"] if "duplicate" in cols else np.ones(len(cols["patient"]), dtype=bool)
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(cols["patient"][order], kind="stable")]  # per patient, in delivery order
+    values = np.stack([cols[name].astype(np.float32) for name in VITALS] + [cols["on_oxygen"].astype(np.float32), (cols["acvpu"] > 0).astype(np.float32)], axis=1)
+    mask = np.concatenate([~np.isnan(values[:, :6]), (cols["on_oxygen"] >= 0)[:, None], (cols["acvpu"] >= 0)[:, None]], axis=1)
+    # A reading with a vital outside the contract's range is rejected whole by ingest (imported
+    # cohorts never have one: the importer drops such values one by one).
+    from ingest.contract import RANGES
+
+    for j, name in enumerate(VITALS):
+        low, high = RANGES[name]
+        keep_row = ~mask[:, j] | ((values[:, j] >= low) & (values[:, j] <= high))
+        order = order[keep_row[order]]
+    patient_of = cols["patient"][order]
+    bounds = np.flatnonzero(np.diff(patient_of)) + 1
+    values = np.where(mask, values, 0.0).astype(np.float32)
+    series = []
+    for rows in np.split(order, bounds) if len(order) else []:
+        pid = ids[int(cols["patient"][rows[0]])]
+        if patients is not None and pid not in patients:
+            continue
+        ts = cols["ts_ms"][rows]
+        running = np.maximum.accumulate(ts)
+        rows = rows[ts >= running]  # late: older than one already applied
+        event_ts, scenario = events.get(pid, (None, "stable"))
+        if event_ts is not None:
+            rows = rows[cols["ts_ms"][rows] < event_ts]
+        if not len(rows):
+            continue
+        inputs = array_inputs(values[rows], mask[rows].astype(np.float32), cols["ts_ms"][rows])
+        totals, single3 = carried_news2_arrays(inputs, cols["spo2_scale"][rows])
+        series.append(PatientSeries(pid, scenario, event_ts, inputs, labels_for(inputs.ts_ms, event_ts, horizon_hours), totals, single3))
+    series.sort(key=lambda s: s.patient_id)
+    return CohortDir(str(root), summary, series, outcomes)
+
+
+# -- patient-level splits -------------------------------------------------------------------
+SPLITS = ("train", "val", "test")
+
+
+def split_of(source: str, patient_id: str, salt: str, val_fraction: float, test_fraction: float) -> str:
+    """The split a patient belongs to: fixed by a hash of (salt, source, patient id), never by order.
+
+    Every reading of a stay goes with its patient, so no stay is in two splits; the same salt
+    and fractions give the same split on any machine, for any subset of the source.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"{salt}\x00{source}\x00{patient_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + val_fraction:
+        return "val"
+    return "train"

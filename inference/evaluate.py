@@ -151,13 +151,15 @@ def matched_threshold(series: Sequence[PatientSeries], scores: Sequence[np.ndarr
 def score(model: RiskModel, series: Sequence[PatientSeries], batch: int = 256) -> list[np.ndarray]:
     """The model's risk for every reading of every patient (whole sequences, as streamed)."""
     model.eval()
-    out: list[np.ndarray] = []
-    for start in range(0, len(series), batch):
-        part = series[start : start + batch]
+    out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(series)
+    order = sorted(range(len(series)), key=lambda i: len(series[i]))  # similar lengths pad little
+    for start in range(0, len(order), batch):
+        part = [series[i] for i in order[start : start + batch]]
         p = pad(part)
         logits, _ = model.forward_sequence(p.values, p.mask, p.delta, p.last_values, p.last_mask)
         risk = torch.sigmoid(logits).numpy()
-        out.extend(risk[i, : len(s)] for i, s in enumerate(part))
+        for row, (i, s) in enumerate(zip(order[start : start + batch], part)):
+            out[i] = risk[row, : len(s)]
     return out
 
 
@@ -342,3 +344,268 @@ def evaluate_model(
         log.info("cohort=%s auroc_model=%.4f auroc_news2=%.4f", name, s["model"]["auroc"], s["news2"]["auroc"])
         results.append(result)
     return write_report(results, out_dir, model_version=model_version, horizon_hours=horizon, rule=rule, command=command)
+
+
+# -- bootstrap intervals (patients resampled) ------------------------------------------------
+class PatientBootstrap:
+    """AUROC/AUPRC with 95% intervals from resampling patients (with replacement).
+
+    Readings of one patient are correlated, so the unit resampled is the patient: each
+    replicate draws patients and weighs every reading by how often its patient was drawn.
+    Scores are sorted once; each replicate is one weighted pass.
+    """
+
+    def __init__(self, patient: np.ndarray, labels: np.ndarray, replicates: int = 200, seed: int = 0) -> None:
+        self.patient = np.asarray(patient, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.float64)
+        n = int(self.patient.max()) + 1 if self.patient.size else 0
+        rng = np.random.default_rng(seed)
+        self.weights = [np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64) for _ in range(replicates)]
+
+    @staticmethod
+    def _weighted(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+        order = np.argsort(-scores, kind="mergesort")
+        s, y, w = scores[order], labels[order], weights[order]
+        last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+        tps = np.cumsum(y * w)[last_of_tie]
+        fps = np.cumsum((1 - y) * w)[last_of_tie]
+        if tps[-1] <= 0 or fps[-1] <= 0:
+            return float("nan"), float("nan")
+        tpr, fpr = np.r_[0.0, tps / tps[-1]], np.r_[0.0, fps / fps[-1]]
+        roc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+        precision = tps / np.maximum(tps + fps, 1e-12)
+        pr = float(np.sum(np.diff(np.r_[0.0, tps / tps[-1]]) * precision))
+        return roc, pr
+
+    def metrics(self, scores: np.ndarray) -> dict[str, Any]:
+        """Point estimates and 95% percentile intervals for one score."""
+        scores = np.asarray(scores, dtype=np.float64)
+        roc, pr = auroc(self.labels, scores), auprc(self.labels, scores)
+        reps = np.array([self._weighted(self.labels, scores, w[self.patient]) for w in self.weights])
+        return {"auroc": roc, "auroc_ci": _ci(reps[:, 0]), "auprc": pr, "auprc_ci": _ci(reps[:, 1]), "_reps": reps}
+
+    def difference(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        """AUROC of a minus b, paired over the same replicates."""
+        d = a["_reps"][:, 0] - b["_reps"][:, 0]
+        return {"auroc_difference": a["auroc"] - b["auroc"], "auroc_difference_ci": _ci(d)}
+
+
+def _ci(values: np.ndarray) -> list[float]:
+    v = values[~np.isnan(values)]
+    return [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v.size else [float("nan"), float("nan")]
+
+
+def _public(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in m.items() if not k.startswith("_")}
+
+
+def calibration(labels: np.ndarray, risk: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Brier score and a reliability table (equal-count bins: mean predicted vs observed rate)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    risk = np.asarray(risk, dtype=np.float64)
+    order = np.argsort(risk, kind="mergesort")
+    table = []
+    for part in np.array_split(order, bins):
+        if part.size:
+            table.append({"n": int(part.size), "predicted": float(risk[part].mean()), "observed": float(labels[part].mean())})
+    prevalence = float(labels.mean())
+    return {
+        "brier": float(np.mean((risk - labels) ** 2)),
+        "brier_reference": prevalence * (1 - prevalence),  # predicting the prevalence for everyone
+        "mean_predicted": float(risk.mean()),
+        "prevalence": prevalence,
+        "reliability": table,
+    }
+
+
+# -- cohort directories: real or simulated ---------------------------------------------------
+def evaluate_events(name: str, series: list[PatientSeries], risk: list[np.ndarray], rule: AlertRule, replicates: int = 200) -> dict[str, Any]:
+    """Per-reading discrimination with intervals, events, alerts and calibration for one cohort."""
+    result = evaluate_cohort(name, {}, series, risk, rule).summary
+    labels = np.concatenate([s.labels for s in series])
+    patient = np.concatenate([np.full(len(s), i) for i, s in enumerate(series)])
+    boot = PatientBootstrap(patient, labels, replicates)
+    model = boot.metrics(np.concatenate(risk))
+    news2 = boot.metrics(np.concatenate([s.news2 for s in series]).astype(np.float64))
+    result["model"].update(_public(model))
+    result["news2"].update(_public(news2))
+    result["model_minus_news2"] = boot.difference(model, news2)
+    result["calibration"] = calibration(labels, np.concatenate(risk))
+    result["events_in_cohort"] = sum(s.event_ts_ms is not None for s in series)
+    return result
+
+
+def evaluate_outcomes(series: list[PatientSeries], risk: list[np.ndarray], outcomes: dict[str, dict[str, Any]], replicates: int = 1000) -> dict[str, Any]:
+    """In-hospital death from the last risk of each stay, against max NEWS2, last NEWS2, SAPS-I and SOFA."""
+    kept = [(s, r) for s, r in zip(series, risk) if outcomes.get(s.patient_id, {}).get("in_hospital_death") in (0, 1)]
+    labels = np.array([outcomes[s.patient_id]["in_hospital_death"] for s, _ in kept], dtype=np.float64)
+    boot = PatientBootstrap(np.arange(len(kept)), labels, replicates)
+    last = np.array([r[-1] for _, r in kept], dtype=np.float64)
+    scores = {
+        "model_last_risk": last,
+        "model_max_risk": np.array([r.max() for _, r in kept], dtype=np.float64),
+        "news2_max": np.array([s.news2.max() for s, _ in kept], dtype=np.float64),
+        "news2_last": np.array([s.news2[-1] for s, _ in kept], dtype=np.float64),
+    }
+    out: dict[str, Any] = {"patients": len(kept), "deaths": int(labels.sum()), "mortality": float(labels.mean())}
+    measured = {name: boot.metrics(x) for name, x in scores.items()}
+    for column in ("saps_i", "sofa"):
+        have = np.array([outcomes[s.patient_id].get(column) is not None for s, _ in kept])
+        if have.all():
+            measured[column] = boot.metrics(np.array([outcomes[s.patient_id][column] for s, _ in kept], dtype=np.float64))
+        elif have.any():  # scored only where the outcomes file has a value
+            sub = PatientBootstrap(np.arange(int(have.sum())), labels[have], replicates)
+            values = np.array([outcomes[s.patient_id][column] for (s, _), h in zip(kept, have) if h], dtype=np.float64)
+            measured[column] = sub.metrics(values) | {"patients": int(have.sum())}
+    out["scores"] = {k: _public(v) for k, v in measured.items()}
+    out["model_last_minus_news2_max"] = boot.difference(measured["model_last_risk"], measured["news2_max"])
+    out["calibration_last_risk"] = calibration(labels, last)  # the risk is for the model's task, not death: expect a misfit
+    return out
+
+
+def evaluate_cohort_dirs(
+    model: RiskModel,
+    model_version: str,
+    paths: Sequence[str],
+    *,
+    split: str,
+    split_rule: dict[str, Any] | None,
+    rule: AlertRule,
+    out_dir: str | Path,
+    command: str,
+    replicates: int = 200,
+) -> dict[str, Any]:
+    """Score cohort directories (their `split` patients under the checkpoint's split rule) and write the report."""
+    from inference.dataset import load_cohort_dir, split_of
+    from inference.train import source_name
+
+    horizon = model.config.horizon_hours
+    cohorts: dict[str, Any] = {}
+    figures: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+    for path in paths:
+        loaded = load_cohort_dir(path, horizon)
+        source = source_name(path)
+        series = loaded.series
+        if split != "all":
+            assert split_rule is not None
+            series = [s for s in series if split_of(source, s.patient_id, split_rule["salt"], split_rule["val_fraction"], split_rule["test_fraction"]) == split]
+        if not series:
+            raise ValueError(f"{path}: no patients in split {split!r}")
+        risk = score(model, series)
+        name = f"{Path(path).name} ({split})"
+        entry: dict[str, Any] = {"path_name": Path(path).name, "source": source, "split": split, "patients": len(series),
+                                 "readings": int(sum(map(len, series))), "imported": bool(loaded.summary.get("imported"))}
+        labels = np.concatenate([s.labels for s in series])
+        if 0 < labels.sum() < labels.size:
+            entry |= evaluate_events(name, series, risk, rule, replicates)
+            entry.pop("cohort", None)
+            figures.append((name, labels, np.concatenate(risk), np.concatenate([s.news2 for s in series]).astype(np.float64)))
+        if loaded.outcomes:
+            entry["outcomes"] = evaluate_outcomes(series, risk, loaded.outcomes, max(replicates, 200))
+        log.info("cohort=%s patients=%d", name, len(series))
+        cohorts[name] = entry
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "model_version": model_version,
+        "horizon_hours": horizon,
+        "alert_rule": asdict(rule),
+        "news2_threshold": NEWS2_THRESHOLD,
+        "command": command,
+        "split_rule": split_rule,
+        "bootstrap_replicates": replicates,
+        "cohorts": cohorts,
+        "plots": cohort_plots(figures, cohorts, out),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    (out / "report.md").write_text(cohort_markdown(report))
+    log.info("report written dir=%s", out)
+    return report
+
+
+def _interval(m: dict[str, Any], key: str) -> str:
+    lo, hi = m[f"{key}_ci"]
+    return f"{_fmt(m[key])} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def cohort_markdown(report: dict[str, Any]) -> str:
+    """The report on cohort directories, for a clinician: every number with its 95% interval."""
+    lines = [
+        "# Model vs NEWS2 on cohort directories",
+        "",
+        f"Model `{report['model_version']}`; horizon {report['horizon_hours']:g} h. Command: `{report['command']}`",
+        "",
+        f"95% intervals: {report['bootstrap_replicates']} bootstrap replicates resampling patients. Split rule: "
+        f"`{json.dumps(report['split_rule'], sort_keys=True)}`.",
+        "",
+    ]
+    events = {k: c for k, c in report["cohorts"].items() if "model" in c}
+    if events:
+        lines += [
+            "## Per reading: event within the horizon",
+            "",
+            "| cohort | patients | events | readings | prevalence | AUROC model | AUROC NEWS2 | model − NEWS2 | AUPRC model | AUPRC NEWS2 "
+            "| sensitivity model / NEWS2 ≥ 5 | median lead h | alerts/patient-day model / NEWS2 | Brier (reference) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, c in events.items():
+            m, n, d, cal = c["model"], c["news2"], c["model_minus_news2"], c["calibration"]
+            me, ne = m["events"], n["events"]
+            lines.append(
+                f"| {name} | {c['patients']} | {c['events_in_cohort']} | {c['readings']} | {_fmt(c['prevalence'], 4)} "
+                f"| **{_interval(m, 'auroc')}** | {_interval(n, 'auroc')} "
+                f"| {d['auroc_difference']:+.3f} [{d['auroc_difference_ci'][0]:+.3f}, {d['auroc_difference_ci'][1]:+.3f}] "
+                f"| {_interval(m, 'auprc')} | {_interval(n, 'auprc')} | {_fmt(me['sensitivity'], 2)} / {_fmt(ne['sensitivity'], 2)} "
+                f"| {_fmt(me['median_lead_hours'], 1)} / {_fmt(ne['median_lead_hours'], 1)} "
+                f"| {_fmt(me['alerts_per_patient_day'], 2)} / {_fmt(ne['alerts_per_patient_day'], 2)} "
+                f"| {_fmt(cal['brier'], 4)} ({_fmt(cal['brier_reference'], 4)}) |"
+            )
+        lines += ["", "The model's alert threshold is the highest giving at least NEWS2 ≥ 5's event sensitivity (same alert rule for both).", ""]
+    outcomes = {k: c["outcomes"] for k, c in report["cohorts"].items() if "outcomes" in c}
+    if outcomes:
+        lines += ["## Per stay: in-hospital death", "",
+                  "| cohort | stays | deaths | score | AUROC [95% CI] | AUPRC [95% CI] |", "|---|---|---|---|---|---|"]
+        for name, o in outcomes.items():
+            for score_name, m in o["scores"].items():
+                lines.append(f"| {name} | {m.get('patients', o['patients'])} | {o['deaths']} | {score_name} | {_interval(m, 'auroc')} | {_interval(m, 'auprc')} |")
+            d = o["model_last_minus_news2_max"]
+            lines.append(f"| {name} | | | model last risk − max NEWS2 | {d['auroc_difference']:+.3f} "
+                         f"[{d['auroc_difference_ci'][0]:+.3f}, {d['auroc_difference_ci'][1]:+.3f}] | |")
+        lines += ["", "SAPS-I and SOFA are the severity scores of the outcomes file (they use laboratory values too; "
+                  "stays without one are left out of its row); the model and NEWS2 see vital signs only. The model's risk is "
+                  "calibrated for its own task, not for death.", ""]
+    lines += ["Plots: " + ", ".join(f"[{p}]({p})" for p in report["plots"]), ""]
+    return "\n".join(lines)
+
+
+def cohort_plots(figures: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], cohorts: dict[str, Any], out_dir: Path) -> list[str]:
+    """ROC (model solid, NEWS2 dashed) and reliability PNGs for the per-reading cohorts."""
+    if not figures:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    roc_fig, roc_ax = plt.subplots(figsize=(4.2, 3.6), dpi=72)
+    cal_fig, cal_ax = plt.subplots(figsize=(4.2, 3.6), dpi=72)
+    for i, (name, labels, model_scores, news2_scores) in enumerate(figures):
+        for scores, style, who in ((model_scores, "-", "model"), (news2_scores, "--", "NEWS2")):
+            fpr, tpr = roc_curve(labels, scores)
+            roc_ax.plot(fpr, tpr, style, color=f"C{i}", lw=1.2, label=f"{who} {name}")
+        table = cohorts[name]["calibration"]["reliability"]
+        cal_ax.plot([b["predicted"] for b in table], [b["observed"] for b in table], "o-", color=f"C{i}", ms=3, label=name)
+    top = max(max(b["predicted"], b["observed"]) for name, *_ in figures for b in cohorts[name]["calibration"]["reliability"])
+    roc_ax.plot([0, 1], [0, 1], ":", color="grey", lw=0.8)
+    cal_ax.plot([0, top], [0, top], ":", color="grey", lw=0.8)
+    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC per reading (solid model, dashed NEWS2)")
+    cal_ax.set(xlabel="predicted risk (decile mean)", ylabel="observed event rate", title="Reliability (model)")
+    names = []
+    for fig, ax, file in ((roc_fig, roc_ax, "roc.png"), (cal_fig, cal_ax, "reliability.png")):
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(out_dir / file)
+        plt.close(fig)
+        names.append(file)
+    return names

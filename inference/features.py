@@ -74,3 +74,26 @@ def sequence_inputs(readings: Sequence[Reading]) -> SequenceInputs:
         seen_ts[observed] = ts[t]
         seen_val[observed] = values[t, observed]
     return SequenceInputs(values, mask, delta, last_values, last_mask, ts)
+
+
+def array_inputs(values: np.ndarray, mask: np.ndarray, ts_ms: np.ndarray) -> SequenceInputs:
+    """`sequence_inputs` for one patient given as arrays: values and mask [T, D], ts_ms [T].
+
+    The columnar path (imported and simulated cohorts from readings.npz): no Python loop over
+    readings, and the same numbers as `sequence_inputs` (a test checks both on every sample).
+    """
+    values = np.where(mask > 0, values, 0.0).astype(np.float32)
+    mask = (mask > 0).astype(np.float32)
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    n = len(ts)
+    steps = np.arange(n)[:, None]
+    # Index of the last reading before t that observed each input (-1: none yet).
+    seen_at = np.where(mask > 0, steps, -1)
+    last_seen = np.maximum.accumulate(seen_at, axis=0)
+    before = np.vstack([np.full((1, N_FEATURES), -1), last_seen[:-1]]) if n else last_seen
+    known = before >= 0
+    safe = np.maximum(before, 0)
+    cols = np.arange(N_FEATURES)[None, :]
+    delta = np.where(known, np.minimum((ts[:, None] - ts[safe]) / MS_PER_HOUR, MAX_DELTA_HOURS), MAX_DELTA_HOURS).astype(np.float32)
+    last_values = np.where(known, values[safe, cols], 0.0).astype(np.float32)
+    return SequenceInputs(values, mask, delta, last_values, known.astype(np.float32), ts)

@@ -54,7 +54,7 @@ class RiskModel(nn.Module):
         self.input_decay_b = nn.Parameter(torch.zeros(d))
         self.hidden_decay = nn.Linear(d, h)
         self.register_buffer("trend_tau", torch.tensor(config.trend_hours, dtype=torch.float32).reshape(-1, 1))
-        inputs = 3 * d + len(config.trend_hours) * d  # imputed values, mask, time since seen, trends
+        inputs = 3 * d + len(config.trend_hours) * d + int(config.elapsed)  # imputed values, mask, time since seen, trends, stay time
         self.cell: nn.Module = nn.GRUCell(inputs, h) if config.cell == "gru" else nn.LSTMCell(inputs, h)
         self.head = nn.Linear(h, 1)
 
@@ -64,7 +64,7 @@ class RiskModel(nn.Module):
 
     @property
     def state_size(self) -> int:
-        """Recurrent state, then the running means [K, D] flattened."""
+        """Recurrent state, then the running means [K, D] flattened, then hours since the first reading."""
         return self.config.state_size
 
     def initial_state(self, batch: int) -> Tensor:
@@ -80,7 +80,17 @@ class RiskModel(nn.Module):
         x_hat = mask * x + (1.0 - mask) * gamma_x * x_last
         gamma_h = torch.exp(-torch.relu(self.hidden_decay(delta)))
         parts = [x_hat, mask, delta / MAX_DELTA_HOURS]
-        recurrent, running = state[:, : self.recurrent_size], state[:, self.recurrent_size :]
+        k_means = len(self.config.trend_hours) * N_FEATURES
+        recurrent = state[:, : self.recurrent_size]
+        running = state[:, self.recurrent_size : self.recurrent_size + k_means]
+        tail = []
+        if self.config.elapsed:
+            # Time since the previous reading: the freshest input seen before (0 at the first).
+            since = torch.where(last_mask > 0, delta, torch.full_like(delta, MAX_DELTA_HOURS)).amin(dim=1)
+            since = torch.where(last_mask.amax(dim=1) > 0, since, torch.zeros_like(since))
+            elapsed = state[:, -1] + since
+            parts_elapsed = torch.log1p(elapsed)[:, None] / 4.0
+            tail.append(elapsed[:, None])
         if self.config.trend_hours:
             k = len(self.config.trend_hours)
             running = running.reshape(-1, k, N_FEATURES)
@@ -90,6 +100,8 @@ class RiskModel(nn.Module):
             alpha = alpha * mask[:, None]
             parts.append(((x[:, None] - running) * mask[:, None] * last_mask[:, None]).reshape(-1, k * N_FEATURES))
             running = (running + alpha * (x[:, None] - running)).reshape(-1, k * N_FEATURES)
+        if self.config.elapsed:
+            parts.append(parts_elapsed)
         inputs = torch.cat(parts, dim=1)
         if self.config.cell == "gru":
             h = self.cell(inputs, recurrent * gamma_h)
@@ -98,7 +110,7 @@ class RiskModel(nn.Module):
             h_prev, c_prev = recurrent.chunk(2, dim=1)
             h, c = self.cell(inputs, (h_prev * gamma_h, c_prev))
             new_recurrent = torch.cat([h, c], dim=1)
-        return torch.cat([new_recurrent, running], dim=1), self.head(h).squeeze(1)
+        return torch.cat([new_recurrent, running, *tail], dim=1), self.head(h).squeeze(1)
 
     def forward_sequence(
         self,

@@ -21,6 +21,11 @@ class ModelConfig:
     # a deviation from the patient's own baseline, that a GRU stepping every minute would
     # otherwise have to learn to integrate over hours.
     trend_hours: tuple[float, ...] = ()
+    # Keep hours since the patient's first reading in the state (one float) and give the cell
+    # log(1 + hours) as an input: how far into a stay a reading is matters (an ICU's first
+    # hours differ from its third day). The step interface is unchanged: the time since the
+    # previous reading is the smallest `delta` over the inputs seen before.
+    elapsed: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trend_hours", tuple(float(t) for t in self.trend_hours))
@@ -38,8 +43,9 @@ class ModelConfig:
 
     @property
     def state_size(self) -> int:
-        """Floats of state per patient: the recurrent state, then the running means [K, D] flattened."""
-        return self.recurrent_size + len(self.trend_hours) * N_FEATURES
+        """Floats of state per patient: the recurrent state, then the running means [K, D]
+        flattened, then hours since the first reading (when `elapsed`)."""
+        return self.recurrent_size + len(self.trend_hours) * N_FEATURES + int(self.elapsed)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

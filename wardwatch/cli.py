@@ -19,6 +19,8 @@ COMMANDS = (
     "sim",
     "ingest",
     "gateway",
+    "import_",
+    "replay",
     "score",
     "alerts",
     "train",

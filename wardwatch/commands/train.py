@@ -32,6 +32,14 @@ HELP = {
     "max_minutes": "stop after the epoch that passes this many minutes of wall time",
     "device": "torch device: auto (a GPU if present, else CPU), cpu, cuda, ...",
     "threads": "PyTorch CPU threads (0 = PyTorch's default)",
+    "cohorts": "comma-separated cohort directories (from `wardwatch import` or `wardwatch sim --output`) to train on as well; "
+    "their patients are split into train/val/test by --split-salt",
+    "split_salt": "salt of the patient-level split hash (fixed: the same salt gives the same split everywhere)",
+    "val_fraction": "fraction of each cohort directory's patients in the validation split (early stopping, calibration)",
+    "test_fraction": "fraction of each cohort directory's patients held out for testing (never read by training)",
+    "elapsed": "give the model hours since the stay's first reading (kept in the state)",
+    "real_batch": "patients per mini-batch from cohort directories (hourly stays are short)",
+    "init_from": "start from this checkpoint directory ('default': the shipped one) instead of random weights; keeps its normalisation",
 }
 
 
@@ -40,11 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     deferred.register(
         subparsers,
         "train",
-        help="train the recurrent risk model (truncated BPTT) and write a checkpoint",
-        description="Generates a training and a validation cohort with the simulator, trains the GRU-D-style "
+        help="train the recurrent risk model (truncated BPTT) on simulated and/or imported cohorts",
+        description="Generates a training and a validation cohort with the simulator (--patients 0: none) and reads "
+        "any --cohorts directories (split by patient into train/val/test; test is never read), trains the GRU-D-style "
         "risk model with truncated backpropagation through time, keeps the epoch with the best validation "
-        "AUROC and writes weights, the step exported to ONNX, normalisation, config, metrics and a manifest "
-        "to --out. The defaults reproduce the shipped checkpoint. Needs the training dependencies (PyTorch).",
+        "AUROC (mean over sources), Platt-calibrates on the real validation patients and writes weights, the step exported to ONNX, normalisation, config, metrics and a manifest "
+        "to --out. The shipped checkpoint's exact command is in its MODEL_CARD.md. Needs the training dependencies (PyTorch).",
         add_arguments=add_arguments,
         run=run,
     )
@@ -59,6 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         kwargs: dict[str, Any] = {"default": f.default, "type": type(f.default), "help": HELP[f.name]}
         if f.name == "cell":
             kwargs["choices"] = ("gru", "lstm")
+        if isinstance(f.default, bool):
+            kwargs = {"default": f.default, "action": argparse.BooleanOptionalAction, "help": HELP[f.name]}
         p.add_argument(flag, dest=f.name, **kwargs)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--log-level", default="INFO", help="logging level")
@@ -76,9 +87,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     version, metrics = train(config, progress=not args.no_progress)
     val, news2 = metrics["validation"], metrics["validation_news2"]
-    print(
-        f"model {version} written to {config.out}: validation AUROC {val['auroc']:.3f} (NEWS2 {news2['auroc']:.3f}), "
-        f"AUPRC {val['auprc']:.3f} (NEWS2 {news2['auprc']:.3f}), best epoch {metrics['best_epoch']}, "
-        f"{metrics['training_seconds']:.0f} s"
-    )
+    parts = "; ".join(f"{source}: AUROC {m['auroc']:.3f} (NEWS2 {news2[source]['auroc']:.3f}), AUPRC {m['auprc']:.3f} "
+                      f"(NEWS2 {news2[source]['auprc']:.3f})" for source, m in val.items())
+    print(f"model {version} written to {config.out}: validation {parts}; best epoch {metrics['best_epoch']}, "
+          f"{metrics['training_seconds']:.0f} s")
     return 0
