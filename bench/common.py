@@ -90,8 +90,10 @@ def broker() -> Iterator[tuple[str, str]]:
     home = Path(tempfile.mkdtemp(prefix="wardwatch-bench-kafka-"))
     local = LocalBroker(port=_free_port(), home=home)
     bootstrap = local.start()
+    # Secured like production (TLS + SCRAM): this process and the services it spawns run as `admin`.
+    os.environ.update({k: v for k, v in local.client_env("admin").items() if k.startswith("WARDWATCH_")})
     try:
-        yield bootstrap, f"local Apache Kafka {kafka_version()} (KRaft, single node, heap {local.heap_mb} MiB)"
+        yield bootstrap, f"local Apache Kafka {kafka_version()} (KRaft, single node, TLS + SCRAM, heap {local.heap_mb} MiB)"
     finally:
         local.stop(purge=True)
 

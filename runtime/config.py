@@ -114,7 +114,25 @@ def require(condition: bool, message: str) -> None:
 
 
 @dataclass(frozen=True)
-class KafkaConfig:
+class KafkaSecurityConfig:
+    """How a service authenticates to Kafka and checks the broker (runtime.kafka.security).
+
+    Secure by default: TLS plus SCRAM. The password is not a field: it comes from the file
+    `--kafka-password-file` names or from `WARDWATCH_KAFKA_PASSWORD`, never from a flag.
+    """
+
+    security_protocol: str = setting(
+        "SASL_SSL", "Kafka security protocol (PLAINTEXT: a loopback try-out only, no encryption or login)",
+        choices=("SASL_SSL", "SSL", "SASL_PLAINTEXT", "PLAINTEXT"),
+    )
+    ssl_ca_location: str = setting("", "PEM file of the CA that signed the broker certificate (default: system CAs)")
+    sasl_mechanism: str = setting("SCRAM-SHA-512", "SASL mechanism", choices=("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"))
+    sasl_username: str = setting("", "this service's Kafka principal (SASL user name)")
+    kafka_password_file: str = setting("", "file holding the SASL password (or env WARDWATCH_KAFKA_PASSWORD; never a flag)")
+
+
+@dataclass(frozen=True)
+class KafkaConfig(KafkaSecurityConfig):
     """Settings every Kafka-facing service shares."""
 
     bootstrap_servers: str = setting(

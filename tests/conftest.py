@@ -1,15 +1,21 @@
-"""Shared fixtures. The broker comes from exactly one place: `kafka_bootstrap`.
+"""Shared fixtures. The broker comes from exactly one place: `kafka_cluster` (its address:
+`kafka_bootstrap`).
 
-Order: KAFKA_BOOTSTRAP_SERVERS if set; else testcontainers (apache/kafka, KRaft) if a Docker
-daemon answers; else the local launcher (real Apache Kafka from the Maven-resolved jars).
-No broker means the Kafka tests fail with the reason; they never skip.
+Order: KAFKA_BOOTSTRAP_SERVERS if set (clients then use the WARDWATCH_SECURITY_PROTOCOL, ...
+settings of the environment); else the local launcher, secured as in production (TLS, SCRAM
+users per service, ACLs); else testcontainers (apache/kafka, KRaft, plaintext) if a Docker
+daemon answers. With the secured broker the test process itself is `admin` and every spawned
+service runs as its own principal (tests/support/kafka.py `spawn`). No broker means the Kafka
+tests fail with the reason; they never skip.
 
 The Kafka client (kafka-python or confluent) comes from `kafka_client`: tests marked
 `both_clients` run once on each, every other test on $WARDWATCH_KAFKA_CLIENT (default kafka-python).
+Either client gets the same security settings (`runtime.kafka.client.connect`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -20,6 +26,7 @@ import pytest
 
 from runtime.kafka.client import CLIENTS, DEFAULT_CLIENT
 from runtime.kafka.client import ENV as KAFKA_CLIENT_ENV
+from tests.support.kafka import Cluster, use_cluster
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 
@@ -42,8 +49,8 @@ def _docker_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Bootstrap address of a real Apache Kafka broker for this test session."""
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real Apache Kafka broker for this test session; secured unless one is configured."""
     from runtime.kafka.client import wait_for_broker
 
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -52,10 +59,28 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             wait_for_broker(configured, timeout_s=30)
         except TimeoutError as exc:
             pytest.fail(f"KAFKA_BOOTSTRAP_SERVERS={configured} does not answer: {exc}")
-        yield configured
+        yield Cluster(configured)
         return
 
+    from wardwatch.broker import BrokerError, LocalBroker
+
     problems: list[str] = []
+    broker = LocalBroker(port=_free_port(), home=tmp_path_factory.mktemp("kafka"))
+    try:
+        bootstrap = broker.start()
+    except BrokerError as exc:
+        problems.append(f"local launcher: {exc}")
+    else:
+        # The test process is `admin`: it creates topics and reads every output.
+        admin_env = {k: v for k, v in broker.client_env("admin").items() if k.startswith("WARDWATCH_")}
+        try:
+            with _environ(admin_env):
+                yield use_cluster(Cluster(bootstrap, broker))
+        finally:
+            use_cluster(None)
+            broker.stop(purge=True)
+        return
+
     if _docker_answers():
         try:
             from testcontainers.core.container import DockerContainer
@@ -85,27 +110,49 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             container.start()
             bootstrap = f"127.0.0.1:{port}"
             try:
-                wait_for_broker(bootstrap, timeout_s=90)
-                yield bootstrap
+                with _environ({"WARDWATCH_SECURITY_PROTOCOL": "PLAINTEXT"}):
+                    wait_for_broker(bootstrap, timeout_s=90)
+                    yield Cluster(bootstrap)
             finally:
                 container.stop()
             return
-        except Exception as exc:  # fall through to the local launcher, remembering why
+        except Exception as exc:  # report below, with the launcher's reason
             problems.append(f"testcontainers: {exc}")
+    pytest.fail("no Kafka broker for the integration tests (install Java 17 + Maven, run Docker, "
+                "or set KAFKA_BOOTSTRAP_SERVERS): " + "; ".join(problems))
 
-    from wardwatch.broker import BrokerError, LocalBroker
 
-    broker = LocalBroker(port=_free_port(), home=tmp_path_factory.mktemp("kafka"))
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_cluster: Cluster) -> str:
+    """Bootstrap address of a real Apache Kafka broker for this test session."""
+    return kafka_cluster.bootstrap
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(kafka_cluster: Cluster) -> Cluster:
+    """The session broker, which must be the secured local one (TLS, SCRAM, ACLs)."""
+    if kafka_cluster.broker is None or not kafka_cluster.broker.secure:
+        pytest.fail("the security tests need the secured local broker (Java 17 + Maven); "
+                    f"the session broker at {kafka_cluster.bootstrap} is not one")
+    return kafka_cluster
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the session (spawned services inherit them), then restore."""
+    from runtime.kafka import security
+
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    security.install(None)
     try:
-        bootstrap = broker.start()
-    except BrokerError as exc:
-        problems.append(f"local launcher: {exc}")
-        pytest.fail("no Kafka broker for the integration tests (set KAFKA_BOOTSTRAP_SERVERS, run Docker, "
-                    "or install Java 17 + Maven): " + "; ".join(problems))
-    try:
-        yield bootstrap
+        yield
     finally:
-        broker.stop(purge=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def pytest_configure(config: pytest.Config) -> None:

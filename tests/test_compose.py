@@ -100,7 +100,7 @@ def test_the_ward_view_is_served_on_its_default_port_and_scraped(compose: dict) 
     port = WardViewConfig.__dataclass_fields__["port"].default  # (an instance needs users)
     service = compose["services"]["wardview"]
     assert service["command"][0] == "wardview" and "0.0.0.0" in service["command"]
-    assert f"127.0.0.1:{port}:{port}" in service["ports"]
+    assert f"127.0.0.1:{port}:{port}" in service["ports"]  # no login yet: loopback only
     assert "/healthz" in " ".join(service["healthcheck"]["test"])
     prometheus = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
     targets = {t for job in prometheus["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
@@ -110,7 +110,7 @@ def test_the_ward_view_is_served_on_its_default_port_and_scraped(compose: dict) 
 def test_grafana_is_provisioned_with_the_dashboard_and_anonymous_viewing(compose: dict) -> None:
     grafana = compose["services"]["grafana"]
     assert grafana["image"].startswith("grafana/grafana:")
-    assert "3000:3000" in grafana["ports"]
+    assert "127.0.0.1:3000:3000" in grafana["ports"]  # anonymous viewing: loopback only
     assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
     assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
     for mount in grafana["volumes"]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -179,6 +181,50 @@ def test_the_ward_view_answers(stack: Stack) -> None:
     assert status == 200
 
 
+def test_the_broker_is_secured(stack: Stack) -> None:
+    """TLS on the published listener, SCRAM logins and ACLs: a plaintext client gets no Kafka
+    answer, and the alerts principal (its own container, its own secrets) reads `risk` but not `vitals`."""
+    with socket.create_connection(("127.0.0.1", 9092), timeout=15) as plain:
+        # An ApiVersions request in clear: a TLS listener never answers it in Kafka's protocol.
+        header = struct.pack(">hhih", 18, 0, 7, 5) + b"probe"
+        plain.sendall(struct.pack(">i", len(header)) + header)
+        plain.settimeout(15)
+        try:
+            answer = plain.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            answer = b""
+    assert answer == b"" or answer[0] == 0x15, answer[:16]  # nothing, or a TLS alert record
+    # Run in the alerts container with its environment: `connect` takes its settings from there.
+    probe = (
+        "import time\n"
+        "from runtime.kafka.client import BEGINNING, KafkaClientError, TopicPartition, connect\n"
+        "kafka = connect('kafka:19092')\n"
+        "def attempt(name, action):\n"
+        "    try:\n"
+        "        print(name, 'ok', action())\n"
+        "    except KafkaClientError as exc:\n"
+        "        print(name, 'refused', exc)\n"
+        "def records(topic):\n"
+        "    consumer = kafka.consumer(client_id='citest-acl', group_id=None)\n"
+        "    consumer.assign({TopicPartition(topic, p): BEGINNING for p in range(6)})\n"
+        "    got, deadline = 0, time.monotonic() + 10\n"
+        "    while time.monotonic() < deadline and not got:\n"
+        "        got += len(consumer.poll(0.5, 100))\n"
+        "    return got\n"
+        "attempt('read-risk', lambda: records('risk'))\n"
+        "attempt('read-vitals', lambda: records('vitals'))\n"
+        "producer = kafka.producer(client_id='citest-acl', request_timeout_ms=15000)\n"
+        "attempt('write-vitals.raw', lambda: producer.send_acked('vitals.raw', b'{}', key=b'P1').wait(30))\n"
+    )
+    run = stack.compose("run", "--rm", "--no-deps", "--entrypoint", "python", "alerts", "-c", probe, timeout=180)
+    results = {name: rest for name, rest in (line.split(" ", 1) for line in run.stdout.strip().splitlines() if " " in line)}
+    # `risk` and `vitals` both hold records by now (the flow test): alerts reads its input only.
+    assert _scalar('sum(wardwatch_records_out_total{stage="ingest",topic="vitals"})') > 0
+    assert results["read-risk"].startswith("ok") and int(results["read-risk"].split()[1]) > 0, run.stdout
+    assert results["read-vitals"] in ("ok 0",) or results["read-vitals"].startswith("refused"), run.stdout
+    assert results["write-vitals.raw"].startswith("refused") and "TopicAuthorizationFailed" in results["write-vitals.raw"], run.stdout
+
+
 def test_a_killed_service_comes_back_by_its_restart_policy_and_nothing_is_doubled(stack: Stack) -> None:
     before = _scalar('sum(wardwatch_records_out_total{stage="score",topic="risk"})')
     container = stack.container_id("score")
@@ -192,9 +238,16 @@ def test_a_killed_service_comes_back_by_its_restart_policy_and_nothing_is_double
     assert before > 0
 
     # Stop the devices, let the pipeline drain, then account for every reading on the topics.
+    # The check reads vitals, risk and vitals.dlq, more than any one service may: it runs in the
+    # alerts image as the operator's `admin` principal (the kafka-secrets-operator volume), the
+    # way the README says to run wardwatch's tools against the secured stack.
     stack.compose("stop", "sim")
+    operator = "/run/wardwatch/operator"
     check = stack.compose(
-        "run", "--rm", "--no-deps", "--entrypoint", "python", "alerts", "-m", "wardwatch.composecheck",
+        "run", "--rm", "--no-deps", "-v", f"{PROJECT}_kafka-secrets-operator:{operator}:ro",
+        "-e", "WARDWATCH_SASL_USERNAME=admin", "-e", f"WARDWATCH_KAFKA_PASSWORD_FILE={operator}/password",
+        "-e", f"WARDWATCH_SSL_CA_LOCATION={operator}/ca.pem",
+        "--entrypoint", "python", "alerts", "-m", "wardwatch.composecheck",
         timeout=300, check=False,
     )
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]

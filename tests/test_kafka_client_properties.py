@@ -46,7 +46,30 @@ def test_the_client_setting_chooses_the_implementation() -> None:
     assert load(KafkaConfig, environ={"WARDWATCH_KAFKA_CLIENT": "confluent"}).kafka_client == "confluent"
     with pytest.raises(ConfigError, match="WARDWATCH_KAFKA_CLIENT='rdkafka': expected one of kafka-python, confluent"):
         load(KafkaConfig, environ={"WARDWATCH_KAFKA_CLIENT": "rdkafka"})
-    assert connect("127.0.0.1:9092", "confluent").name == "confluent"
-    assert connect("127.0.0.1:9092", "kafka-python").name == "kafka-python"
+    assert connect("127.0.0.1:9092", "confluent", {}).name == "confluent"
+    assert connect("127.0.0.1:9092", "kafka-python", {}).name == "kafka-python"
     with pytest.raises(ValueError, match="expected one of kafka-python, confluent"):
-        connect("127.0.0.1:9092", "rdkafka")
+        connect("127.0.0.1:9092", "rdkafka", {})
+
+
+def test_a_client_without_properties_gets_the_process_security_settings(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from runtime.kafka import security
+
+    password = tmp_path / "password"
+    password.write_text("s3cret-value\n")
+    monkeypatch.setenv("WARDWATCH_SASL_USERNAME", "scorer")
+    monkeypatch.setenv("WARDWATCH_KAFKA_PASSWORD_FILE", str(password))
+    monkeypatch.setenv("WARDWATCH_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.delenv("WARDWATCH_SSL_CA_LOCATION", raising=False)
+    security.install(None)
+    expected = {"security.protocol": "SASL_SSL", "ssl.endpoint.identification.algorithm": "https",
+                "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "scorer", "sasl.password": "s3cret-value"}
+    assert connect("127.0.0.1:9092", "confluent")._common.items() >= expected.items()  # type: ignore[attr-defined]
+    assert connect("127.0.0.1:9092", "kafka-python")._common.items() >= {  # type: ignore[attr-defined]
+        "security_protocol": "SASL_SSL", "sasl_plain_username": "scorer", "sasl_plain_password": "s3cret-value",
+        "ssl_check_hostname": True,
+    }.items()
+    # Secure by default: no user means no client, with the setting to fix named.
+    monkeypatch.delenv("WARDWATCH_SASL_USERNAME")
+    with pytest.raises(ConfigError, match="WARDWATCH_SASL_USERNAME is required"):
+        connect("127.0.0.1:9092", "confluent")

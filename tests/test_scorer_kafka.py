@@ -20,7 +20,7 @@ from runtime.topics import RISK, VITALS
 from sim.cohort import CohortConfig, generate
 from sim.devices import DeviceConfig
 from tests.support.equivalence import RISK_ABS_TOLERANCE
-from tests.support.kafka import Service, create_topics, produce, produce_paced, read_committed, spawn, wait_until
+from tests.support.kafka import Service, create_topics, on_broker, produce, produce_paced, read_committed, spawn, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.both_clients]
 
@@ -152,6 +152,11 @@ def test_the_scorer_survives_a_broker_restart_without_loss(tmp_path_factory: pyt
 
     broker = LocalBroker(port=_free_port(), home=tmp_path_factory.mktemp("restart-broker"))
     bootstrap = broker.start()
+    with on_broker(broker):
+        _survive_restart(broker, bootstrap, workdir)
+
+
+def _survive_restart(broker, bootstrap: str, workdir: Path) -> None:  # noqa: ANN001
     readings = cohort_readings(patients=12, hours=2, seed=23)
     expected = offline_scores(readings)
     half = len(readings) // 2

@@ -3,6 +3,25 @@
 Maven resolves `org.apache.kafka:kafka_2.13` (deploy/kafka/pom.xml) into a cache outside the
 clone once; each broker gets its own directory (config, data, log, pid) under the cache,
 formatted once, and listens on loopback only.
+
+Secure by default. At the first start the launcher makes, in the broker's directory:
+- a CA and a broker certificate (keytool from the JDK), so clients speak TLS and check the
+  broker's name (127.0.0.1, localhost) against a CA they are given;
+- one SCRAM-SHA-512 user per service (sim, gateway, ingest, score, alerts, wardview), one for
+  the broker itself and one `admin`, bootstrapped into the metadata log when the storage is
+  formatted (`kafka-storage format --add-scram`, read from a Java argument file so no
+  password is ever on a command line);
+- `secrets/`: 0600 files per principal (`NAME.password`, `NAME.env` for wardwatch services,
+  `NAME.properties` for Kafka's own tools).
+The broker runs the StandardAuthorizer with `allow.everyone.if.no.acl.found=false`; only the
+broker and `admin` are super users. After start-up `admin` creates each service's ACLs
+(`service_acls`) through the Admin API: every principal may touch only its own topics, group
+and transactional ids. Services create the topics they use (CREATE on exactly those names), so
+partition counts stay service configuration. The controller listener is TLS with client
+certificates (only the broker's certificate is accepted there).
+
+`insecure_plaintext=True` (`wardwatch broker start --insecure-plaintext`) gives the old
+PLAINTEXT broker with no login and no ACLs, for a loopback try-out only; it says so loudly.
 """
 
 from __future__ import annotations
@@ -11,6 +30,7 @@ import base64
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -21,7 +41,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.kafka.client import wait_for_broker
+from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, KafkaAdminClient, ResourcePattern, ResourceType
+
+from runtime.kafka.client import connect, wait_for_broker
+from runtime.kafka.client.kafka_python import translate_properties
+from runtime.kafka.security import KafkaSecurity
+from runtime.topics import (
+    ALERTS, ALERTS_CONTROL, ALERTS_STATE, INGEST_STATE, RISK, SCORER_STATE, SIM_EVENTS, VITALS, VITALS_DLQ, VITALS_RAW,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +56,37 @@ REPO = Path(__file__).resolve().parents[1]
 POM = REPO / "deploy" / "kafka" / "pom.xml"
 DEFAULT_PORT = 9092
 DEFAULT_HEAP_MB = 384
+ADMIN = "admin"
+BROKER_USER = "broker"
+MECHANISM = "SCRAM-SHA-512"
+PLAINTEXT_WARNING = (
+    "WARNING: INSECURE PLAINTEXT Kafka broker: no encryption, no authentication, no ACLs. "
+    "Anyone who reaches the port can read every patient's vitals and write fake readings. "
+    "Loopback try-out only; never use it with real patient data."
+)
+
+# What each service principal may do; topic names are logical (the deployment prefix is added).
+# `groups`: the consumer groups it joins (and commits offsets for inside its transactions);
+# `transactional`: it writes through transactions under the id prefix `<prefix>wardwatch-<name>-`.
+_R, _W = "read", "write"
+SERVICE_GRANTS: dict[str, dict[str, object]] = {
+    "sim": {"topics": {VITALS_RAW: {_W}, SIM_EVENTS: {_W}}},
+    "gateway": {"topics": {VITALS_RAW: {_W}}},
+    "ingest": {
+        "topics": {VITALS_RAW: {_R}, VITALS: {_W}, VITALS_DLQ: {_W}, INGEST_STATE: {_R, _W}},
+        "group": True, "transactional": True,
+    },
+    "score": {
+        "topics": {VITALS: {_R}, RISK: {_W}, VITALS_DLQ: {_W}, SCORER_STATE: {_R, _W}},
+        "group": True, "transactional": True,
+    },
+    "alerts": {
+        "topics": {RISK: {_R}, ALERTS_CONTROL: {_R}, ALERTS: {_W}, VITALS_DLQ: {_W}, ALERTS_STATE: {_R, _W}},
+        "group": True, "transactional": True,
+    },
+    "wardview": {"topics": {VITALS: {_R}, RISK: {_R}, ALERTS: {_R}, ALERTS_CONTROL: {_W}}},
+}
+SERVICES = tuple(SERVICE_GRANTS)
 
 
 class BrokerError(RuntimeError):
@@ -80,6 +138,53 @@ def fetch_jars(quiet: bool = False) -> Path:
     return libs
 
 
+def service_acls(prefix: str = "") -> list[ACL]:
+    """The ACL bindings of every service principal for topics named `prefix` + logical name.
+
+    Topics and groups are LITERAL names (a PREFIXED `vitals` would also match `vitals.raw` and
+    `vitals.dlq`); transactional ids are PREFIXED `<prefix>wardwatch-<service>-`, one per
+    instance. CREATE is granted on exactly the topics a service creates at start-up.
+    """
+    acls: list[ACL] = []
+    for name, grant in SERVICE_GRANTS.items():
+
+        def allow(op: ACLOperation, kind: ResourceType, resource: str,
+                  pattern: ACLResourcePatternType = ACLResourcePatternType.LITERAL, principal: str = f"User:{name}") -> None:
+            acls.append(ACL(principal, "*", op, ACLPermissionType.ALLOW, ResourcePattern(kind, resource, pattern)))
+
+        topics: dict[str, set[str]] = grant["topics"]  # type: ignore[assignment]
+        for topic, modes in topics.items():
+            allow(ACLOperation.CREATE, ResourceType.TOPIC, prefix + topic)
+            if _R in modes:
+                allow(ACLOperation.READ, ResourceType.TOPIC, prefix + topic)
+            if _W in modes:
+                allow(ACLOperation.WRITE, ResourceType.TOPIC, prefix + topic)
+        if grant.get("group"):
+            allow(ACLOperation.READ, ResourceType.GROUP, f"{prefix}wardwatch-{name}")
+        if grant.get("transactional"):
+            for op in (ACLOperation.WRITE, ACLOperation.DESCRIBE):
+                allow(op, ResourceType.TRANSACTIONAL_ID, f"{prefix}wardwatch-{name}-", ACLResourcePatternType.PREFIXED)
+    return acls
+
+
+def grant_service_acls(bootstrap: str, admin_security: KafkaSecurity, prefix: str = "") -> int:
+    """Create the service ACLs for `prefix` as the admin principal (idempotent); returns how many."""
+    acls = service_acls(prefix)
+    # ACLs are not part of the client interface (no service manages them): kafka-python's admin
+    # client, with the same standard properties translated as every other client.
+    client = KafkaAdminClient(bootstrap_servers=[s.strip() for s in bootstrap.split(",") if s.strip()],
+                              client_id="wardwatch-acl-bootstrap", **translate_properties(admin_security.properties()))
+    try:
+        result = client.create_acls(acls)
+    finally:
+        client.close()
+    failed = result.get("failed") or []
+    if failed:
+        acl, error = failed[0]
+        raise BrokerError(f"creating {len(failed)} ACL(s) failed, first {acl}: {error}")
+    return len(acls)
+
+
 @dataclass(frozen=True)
 class LocalBroker:
     """One local broker, identified by its port; its files live in `home`."""
@@ -87,6 +192,8 @@ class LocalBroker:
     port: int = DEFAULT_PORT
     home: Path | None = None
     heap_mb: int = DEFAULT_HEAP_MB
+    insecure_plaintext: bool = False
+    topic_prefix: str = ""
 
     @property
     def dir(self) -> Path:
@@ -103,6 +210,47 @@ class LocalBroker:
     @property
     def pid_file(self) -> Path:
         return self.dir / "broker.pid"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.dir / "secrets"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.secrets_dir / "ca.pem"
+
+    @property
+    def secure(self) -> bool:
+        return not self.insecure_plaintext
+
+    def password_file(self, principal: str) -> Path:
+        return self.secrets_dir / f"{principal}.password"
+
+    def env_file(self, principal: str) -> Path:
+        return self.secrets_dir / f"{principal}.env"
+
+    def client_security(self, principal: str) -> KafkaSecurity:
+        """The client settings of `principal` (a service name or `admin`)."""
+        if not self.secure:
+            return KafkaSecurity(security_protocol="PLAINTEXT")
+        return KafkaSecurity(
+            security_protocol="SASL_SSL", ssl_ca_location=str(self.ca_file), sasl_mechanism=MECHANISM,
+            sasl_username=principal, sasl_password=self.password_file(principal).read_text().strip(),
+        )
+
+    def client_env(self, principal: str) -> dict[str, str]:
+        """Environment for a wardwatch process running as `principal`: names files, holds no secret."""
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
+        if not self.secure:
+            return {**env, "WARDWATCH_SECURITY_PROTOCOL": "PLAINTEXT"}
+        return {
+            **env,
+            "WARDWATCH_SECURITY_PROTOCOL": "SASL_SSL",
+            "WARDWATCH_SSL_CA_LOCATION": str(self.ca_file),
+            "WARDWATCH_SASL_MECHANISM": MECHANISM,
+            "WARDWATCH_SASL_USERNAME": principal,
+            "WARDWATCH_KAFKA_PASSWORD_FILE": str(self.password_file(principal)),
+        }
 
     def pid(self) -> int | None:
         try:
@@ -122,47 +270,69 @@ class LocalBroker:
 
     def start(self, timeout_s: float = 90.0) -> str:
         """Start (or find running) and wait until it serves requests; returns the bootstrap address."""
+        if self.insecure_plaintext:
+            print(PLAINTEXT_WARNING, file=sys.stderr, flush=True)  # every start, also of a running broker
         if self.running():
             return self.bootstrap
         if _port_in_use(self.port):
             raise BrokerError(f"port {self.port} is taken by another process: choose another with --port")
+        mode = "plaintext" if self.insecure_plaintext else "sasl_ssl"
         libs = fetch_jars()
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
+        formatted = (self.dir / "data" / "meta.properties").exists()
+        mode_file = self.dir / "security.mode"
+        if formatted and mode_file.exists() and mode_file.read_text().strip() != mode:
+            raise BrokerError(
+                f"{self.dir} holds a {mode_file.read_text().strip()} broker; stop it with purge "
+                f"(`wardwatch broker stop`) before starting it as {mode}"
+            )
+        if self.secure:
+            self._ensure_credentials()
         properties = self._write_config()
         classpath = f"{libs}/*"
         java = ["java", f"-Xms{min(256, self.heap_mb)}m", f"-Xmx{self.heap_mb}m", "-XX:+UseSerialGC",
                 "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
                 f"-Dkafka.logs.dir={self.dir}", "-cp", classpath]
-        if not (self.dir / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-            fmt = subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(properties), "--ignore-formatted"],
-                capture_output=True, text=True,
-            )
-            if fmt.returncode != 0:
-                raise BrokerError(f"formatting {self.dir / 'data'} failed: {(fmt.stdout + fmt.stderr).strip()[-400:]}")
+        if not formatted:
+            self._format(java, properties)
+            mode_file.write_text(mode)
         with open(self.dir / "broker.out", "ab") as out:
             process = subprocess.Popen(
                 [*java, "kafka.Kafka", str(properties)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
+        admin_props = self.client_security(ADMIN).properties()
         deadline = time.monotonic() + timeout_s
         while True:
             if process.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
                 raise BrokerError(f"broker exited with code {process.returncode} during start-up; see {self.log_file}: {self._log_tail()}")
             try:
-                wait_for_broker(self.bootstrap, timeout_s=2.0)
-                return self.bootstrap
+                wait_for_broker(connect(self.bootstrap, properties=admin_props), timeout_s=2.0)
+                break
             except TimeoutError:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise BrokerError(f"broker did not answer within {timeout_s:.0f}s; see {self.log_file}") from None
+        if self.secure:
+            try:
+                self.grant(self.topic_prefix)
+            except Exception:
+                self.stop()
+                raise
+        return self.bootstrap
+
+    def grant(self, prefix: str = "") -> int:
+        """Create every service's ACLs for topics under `prefix` (idempotent); returns how many."""
+        if not self.secure:
+            return 0
+        return grant_service_acls(self.bootstrap, self.client_security(ADMIN), prefix)
 
     def stop(self, *, purge: bool = False, timeout_s: float = 30.0) -> bool:
-        """Controlled shutdown (SIGTERM, then SIGKILL); `purge` also deletes data and logs."""
+        """Controlled shutdown (SIGTERM, then SIGKILL); `purge` also deletes data, logs and credentials."""
         pid = self.pid()
         stopped = False
         if pid is not None:
@@ -197,18 +367,126 @@ class LocalBroker:
                 return " | ".join(errors[-lines:])
         return "(no log)"
 
+    # -- credentials ------------------------------------------------------------------------
+    def _ensure_credentials(self) -> None:
+        """CA, broker certificate, a password per principal and the client files: made once."""
+        d = self.secrets_dir
+        d.mkdir(mode=0o700, exist_ok=True)
+        d.chmod(0o700)
+        for principal in (BROKER_USER, ADMIN, *SERVICES, "keystore"):
+            if not self.password_file(principal).exists():
+                _write_secret(self.password_file(principal), secrets.token_urlsafe(24))
+        if not (d / "broker.p12").exists():
+            self._make_certificates()
+        for principal in (ADMIN, *SERVICES):
+            env = self.client_env(principal)
+            _write_secret(self.env_file(principal), "".join(f"{k}={v}\n" for k, v in env.items()))
+            # For Kafka's own tools (kafka-acls, kafka-console-consumer --command-config ...).
+            password = self.password_file(principal).read_text().strip()
+            _write_secret(d / f"{principal}.properties", (
+                "security.protocol=SASL_SSL\n"
+                f"sasl.mechanism={MECHANISM}\n"
+                "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{principal}" password="{password}";\n'
+                "ssl.truststore.type=PEM\n"
+                f"ssl.truststore.location={self.ca_file}\n"
+            ))
+
+    def _make_certificates(self) -> None:
+        if shutil.which("keytool") is None:
+            raise BrokerError("keytool (from the JDK) is not on PATH: install Java 17+ (openjdk-17-jre-headless)")
+        d = self.secrets_dir
+        pw = ["-storepass:file", str(self.password_file("keystore"))]
+        staging = d / "broker.tmp.p12"
+        for path in (d / "ca.p12", staging, d / "broker.csr", d / "broker.pem", self.ca_file):
+            path.unlink(missing_ok=True)
+        san = "SAN=ip:127.0.0.1,dns:localhost"
+        steps = [
+            ["-genkeypair", "-keystore", str(d / "ca.p12"), "-storetype", "PKCS12", *pw, "-alias", "ca",
+             "-dname", "CN=wardwatch-local-ca", "-keyalg", "RSA", "-keysize", "2048", "-validity", "825",
+             "-ext", "bc:c=ca:true", "-ext", "ku:c=keyCertSign,cRLSign"],
+            ["-exportcert", "-keystore", str(d / "ca.p12"), *pw, "-alias", "ca", "-rfc", "-file", str(self.ca_file)],
+            ["-genkeypair", "-keystore", str(staging), "-storetype", "PKCS12", *pw, "-alias", BROKER_USER,
+             "-dname", f"CN={BROKER_USER}", "-keyalg", "RSA", "-keysize", "2048", "-validity", "825"],
+            ["-certreq", "-keystore", str(staging), *pw, "-alias", BROKER_USER, "-file", str(d / "broker.csr")],
+            ["-gencert", "-keystore", str(d / "ca.p12"), *pw, "-alias", "ca", "-infile", str(d / "broker.csr"),
+             "-outfile", str(d / "broker.pem"), "-rfc", "-validity", "825", "-ext", san,
+             "-ext", "ku:c=digitalSignature,keyEncipherment", "-ext", "eku=serverAuth,clientAuth"],
+            ["-importcert", "-keystore", str(staging), *pw, "-alias", "ca", "-file", str(self.ca_file), "-noprompt"],
+            ["-importcert", "-keystore", str(staging), *pw, "-alias", BROKER_USER, "-file", str(d / "broker.pem"), "-noprompt"],
+        ]
+        old_umask = os.umask(0o077)
+        try:
+            for step in steps:
+                result = subprocess.run(["keytool", *step], capture_output=True, text=True)
+                if result.returncode != 0:
+                    raise BrokerError(f"keytool {step[0]} failed: {(result.stdout + result.stderr).strip()[-300:]}")
+        finally:
+            os.umask(old_umask)
+        (d / "broker.csr").unlink(missing_ok=True)
+        staging.rename(d / "broker.p12")
+
+    def _format(self, java: list[str], properties: Path) -> None:
+        """Format the storage; in secure mode also bootstrap the SCRAM users into the metadata log.
+
+        `--add-scram` takes passwords as arguments: they go into a 0600 Java argument file
+        (`java @file`), deleted afterwards, so no password shows on the process's command line.
+        """
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        args = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(properties), "--ignore-formatted"]
+        if self.secure:
+            for principal in (BROKER_USER, ADMIN, *SERVICES):
+                password = self.password_file(principal).read_text().strip()
+                args += ["--add-scram", f"{MECHANISM}=[name={principal},password={password}]"]
+        argfile = self.dir / "format.args"
+        _write_secret(argfile, "\n".join(args) + "\n")
+        try:
+            fmt = subprocess.run([*java, f"@{argfile}"], capture_output=True, text=True)
+        finally:
+            argfile.unlink(missing_ok=True)
+        if fmt.returncode != 0:
+            raise BrokerError(f"formatting {self.dir / 'data'} failed: {(fmt.stdout + fmt.stderr).strip()[-400:]}")
+
     def _write_config(self) -> Path:
         controller_port = _free_port() if not (self.dir / "controller.port").exists() else int((self.dir / "controller.port").read_text())
         (self.dir / "controller.port").write_text(str(controller_port))
+        if self.secure:
+            d = self.secrets_dir
+            broker_password = self.password_file(BROKER_USER).read_text().strip()
+            store_password = self.password_file("keystore").read_text().strip()
+            listener = "SASL_SSL"
+            security = {
+                "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+                "sasl.enabled.mechanisms": MECHANISM,
+                "sasl.mechanism.inter.broker.protocol": MECHANISM,
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                    f'username="{BROKER_USER}" password="{broker_password}";',
+                "ssl.keystore.type": "PKCS12",
+                "ssl.keystore.location": str(d / "broker.p12"),
+                "ssl.keystore.password": store_password,
+                "ssl.key.password": store_password,
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": str(self.ca_file),
+                # The controller listener takes only certificates from our CA; CN=broker -> User:broker.
+                "listener.name.controller.ssl.client.auth": "required",
+                "ssl.principal.mapping.rules": "RULE:^CN=([^,]+)$/$1/,DEFAULT",
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users": f"User:{BROKER_USER};User:{ADMIN}",
+                "allow.everyone.if.no.acl.found": "false",
+            }
+        else:
+            listener = "PLAINTEXT"
+            security = {"listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"}
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listeners": f"{listener}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"{listener}://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
+            "inter.broker.listener.name": listener,
+            **security,
             "log.dirs": str(self.dir / "data"),
             "num.partitions": "6",
             "auto.create.topics.enable": "false",
@@ -231,7 +509,8 @@ class LocalBroker:
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
         path = self.dir / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        # 0600: it holds the broker's SCRAM and keystore passwords.
+        _write_secret(path, "".join(f"{k}={v}\n" for k, v in settings.items()))
         (self.dir / "log4j2.properties").write_text(
             "status = warn\n"
             "appender.file.type = File\n"
@@ -245,6 +524,16 @@ class LocalBroker:
             "logger.state.level = WARN\n"
         )
         return path
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Write `text` to a file only its owner can read (0600, whatever the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:

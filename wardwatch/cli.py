@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if hasattr(args, "security_protocol"):  # a Kafka service: its clients use the settings it was given
+            from runtime.config import KafkaSecurityConfig, load
+            from runtime.kafka import security
+
+            security.install(security.from_config(load(KafkaSecurityConfig, args)))
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"wardwatch {args.command}: configuration error: {exc}", file=sys.stderr)

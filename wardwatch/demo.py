@@ -54,6 +54,7 @@ class DemoOptions:
     bad_rate: float = 0.005
     partitions: int = 6
     broker_port: int = 9092
+    insecure_plaintext: bool = False
     log_dir: Path = field(default_factory=lambda: cache_dir() / "demo")
 
 
@@ -93,10 +94,10 @@ def _scrape(port: int) -> dict[str, float]:
     return totals
 
 
-def _tail_alerts(bootstrap: str, stop: threading.Event, printer: Callable[[str], None]) -> None:
+def _tail_alerts(bootstrap: str, stop: threading.Event, printer: Callable[[str], None], security: dict[str, str] | None) -> None:
     from runtime.kafka.client import END, TopicPartition, connect
 
-    c = connect(bootstrap).consumer(client_id="wardwatch-demo-alerts", group_id=None)
+    c = connect(bootstrap, properties=security).consumer(client_id="wardwatch-demo-alerts", group_id=None)
     try:
         partitions = c.partitions_for(ALERTS)
         while not partitions and not stop.wait(1.0):  # the alerts service creates the topic
@@ -140,33 +141,45 @@ def run_demo(options: DemoOptions) -> int:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker: LocalBroker | None = None
     if not bootstrap:
-        broker = LocalBroker(port=options.broker_port, home=cache_dir() / "demo-broker")
-        broker.stop(purge=True)  # a fresh cluster each time: no state from a previous demo
-        print(f"starting a local Apache Kafka broker on 127.0.0.1:{options.broker_port} ...", flush=True)
+        broker = LocalBroker(port=options.broker_port, home=cache_dir() / "demo-broker",
+                             insecure_plaintext=options.insecure_plaintext)
+        broker.stop(purge=True)  # a fresh cluster each time: no state (and no old credentials) from a previous demo
+        kind = "PLAINTEXT (insecure)" if options.insecure_plaintext else "TLS + SCRAM, one user per service"
+        print(f"starting a local Apache Kafka broker on 127.0.0.1:{options.broker_port}, {kind} ...", flush=True)
         bootstrap = broker.start()
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "WARDWATCH_PARTITIONS": str(options.partitions)}
     env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+
+    def env_of(principal: str) -> dict[str, str]:
+        """Each service runs as its own Kafka principal (its settings name files; no secret in the env)."""
+        return {**env, **broker.client_env(principal)} if broker is not None else env
+
     children: list[Child] = []
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         for name in ("ingest", "score", "alerts"):
-            children.append(_spawn(name, [name, "--metrics-port", str(METRICS_PORTS[name]), "--instance-id", "demo"], env, options.log_dir))
+            children.append(_spawn(name, [name, "--metrics-port", str(METRICS_PORTS[name]), "--instance-id", "demo"], env_of(name),
+                                   options.log_dir))
         # The user entry (a hash) travels in the ward view's environment, never on its command line.
         user_line, password, generated = demo_login()
-        children.append(_spawn("wardview", ["wardview", "--port", str(WARDVIEW_PORT)], {**env, "WARDWATCH_USERS": user_line}, options.log_dir))
+        children.append(_spawn("wardview", ["wardview", "--port", str(WARDVIEW_PORT)], {**env_of("wardview"), "WARDWATCH_USERS": user_line},
+                               options.log_dir))
         children.append(_spawn("sim", [
             "sim", "--patients", str(options.patients), "--hours", str(options.hours), "--speed", str(options.speed),
             "--seed", str(options.seed), "--bad-rate", str(options.bad_rate), "--metrics-port", str(METRICS_PORTS["sim"]),
-        ], env, options.log_dir))
+        ], env_of("sim"), options.log_dir))
         print(f"pipeline running: {options.patients} patients, {options.hours:g} h of event time at {options.speed:g}x")
         print(f"ward view: http://127.0.0.1:{WARDVIEW_PORT}/  sign in as {DEMO_USER} (clinician), password "
               + (f"{password}  (made for this run, shown only here; set WARDWATCH_DEMO_PASSWORD to choose one)" if generated
                  else "from WARDWATCH_DEMO_PASSWORD"), flush=True)
         print("metrics: " + "  ".join(f"{n} http://127.0.0.1:{p}/metrics" for n, p in METRICS_PORTS.items()))
         print(f"logs:    {options.log_dir}/<service>.log     (Ctrl-C stops everything)")
-        tail = threading.Thread(target=_tail_alerts, args=(bootstrap, stop, lambda s: print(s, flush=True)), daemon=True)
+        # The summary reads alerts as the ward view does (its principal may read them).
+        tail_security = broker.client_security("wardview").properties() if broker is not None else None
+        tail = threading.Thread(target=_tail_alerts, args=(bootstrap, stop, lambda s: print(s, flush=True), tail_security),
+                                daemon=True)
         tail.start()
         return _summarise(children, options, stop)
     finally:

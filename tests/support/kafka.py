@@ -2,20 +2,84 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.kafka import security
 from runtime.kafka.client import BEGINNING, TopicPartition, connect
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The session's broker: its address and, when it is the local launcher's, the broker
+    (whose principals' credentials the tests use)."""
+
+    bootstrap: str
+    broker: Any = None  # wardwatch.broker.LocalBroker
+
+    @property
+    def secured(self) -> bool:
+        return self.broker is not None and self.broker.secure
+
+
+_cluster: Cluster | None = None
+_granted: set[str] = set()
+
+
+def use_cluster(cluster: Cluster | None) -> Cluster | None:
+    """Make `cluster` the one `spawn` gives per-service credentials for (None: none)."""
+    global _cluster
+    _cluster = cluster
+    _granted.clear()
+    return cluster
+
+
+@contextlib.contextmanager
+def on_broker(broker: Any) -> Iterator[Cluster]:
+    """Make a test's own started LocalBroker the one this process's clients (as `admin`) and
+    spawned services (each as its principal) use, until the block ends."""
+    previous_cluster = _cluster
+    values = {k: v for k, v in broker.client_env("admin").items() if k.startswith("WARDWATCH_")}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    security.install(None)
+    try:
+        yield use_cluster(Cluster(broker.bootstrap, broker))  # type: ignore[misc]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        use_cluster(previous_cluster)
+
+
+def service_env(args: list[str]) -> dict[str, str]:
+    """The environment that runs `wardwatch <args>` as its own principal on the secured broker,
+    after granting that principal's ACLs for the `--topic-prefix` in `args` (what an operator
+    does once per deployment prefix)."""
+    from wardwatch.broker import SERVICES
+
+    if _cluster is None or not _cluster.secured or not args or args[0] not in SERVICES:
+        return {}
+    prefix = args[args.index("--topic-prefix") + 1] if "--topic-prefix" in args else ""
+    if prefix not in _granted:
+        _cluster.broker.grant(prefix)
+        _granted.add(prefix)
+    env = _cluster.broker.client_env(args[0])
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    return env
 
 
 @dataclass
@@ -52,7 +116,7 @@ class Service:
 def spawn(name: str, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> Service:
     """Start `python -m wardwatch <args>` with its output in workdir/<name>.log."""
     log_path = workdir / f"{name}.log"
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **service_env(args), **(env or {})}
     handle = open(log_path, "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "wardwatch", *args], stdout=handle, stderr=subprocess.STDOUT, env=full_env, cwd=REPO

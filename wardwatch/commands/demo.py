@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bad-rate", type=float, default=0.005, help="fraction of malformed payloads mixed in (default 0.005)")
     p.add_argument("--partitions", type=int, default=6, help="partitions per topic (default 6)")
     p.add_argument("--broker-port", type=int, default=9092, help="local broker port (default 9092)")
+    p.add_argument("--insecure-plaintext", action="store_true",
+                   help="local broker without TLS, logins or ACLs (default: secured, one Kafka user per service)")
     p.set_defaults(func=run)
 
 
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     options = DemoOptions(
         duration_s=args.duration, patients=args.patients, speed=args.speed, hours=args.hours, seed=args.seed,
         bad_rate=args.bad_rate, partitions=args.partitions, broker_port=args.broker_port,
+        insecure_plaintext=args.insecure_plaintext,
     )
     try:
         return run_demo(options)

@@ -50,8 +50,13 @@ def connect(bootstrap: str, client: str | None = None, properties: Mapping[str, 
     """Clients of implementation `client` (default: $WARDWATCH_KAFKA_CLIENT, else kafka-python)
     for the cluster at `bootstrap`. `properties`: standard Kafka client properties
     (security.protocol, ssl.ca.location, sasl.mechanism, sasl.username, ...), translated for
-    the implementation."""
+    the implementation; by default the process's security settings (`runtime.kafka.security`),
+    so every client is secured the same way. `{}`: none (a plaintext listener)."""
     name = client or os.environ.get(ENV) or DEFAULT_CLIENT
+    if properties is None:
+        from runtime.kafka import security
+
+        properties = security.current_properties()
     if name == KAFKA_PYTHON:
         from runtime.kafka.client.kafka_python import KafkaPythonClient
 
@@ -64,7 +69,8 @@ def connect(bootstrap: str, client: str | None = None, properties: Mapping[str, 
 
 
 def from_config(config: object, properties: Mapping[str, str] | None = None) -> KafkaClient:
-    """Clients for a service's `KafkaConfig` (its bootstrap servers and `kafka_client`)."""
+    """Clients for a service's `KafkaConfig` (its bootstrap servers and `kafka_client`), secured
+    with the process's security settings unless `properties` are given."""
     return connect(getattr(config, "bootstrap_servers"), getattr(config, "kafka_client", None), properties)  # noqa: B009
 
 
