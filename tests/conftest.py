@@ -4,7 +4,8 @@
 Order: KAFKA_BOOTSTRAP_SERVERS if set (clients then use the WARDWATCH_SECURITY_PROTOCOL, ...
 settings of the environment); else the local launcher, secured as in production (TLS, SCRAM
 users per service, ACLs); else testcontainers (apache/kafka, KRaft, plaintext) if a Docker
-daemon answers. With the secured broker the test process itself is `admin` and every spawned
+daemon answers: apache/kafka, or where it cannot be pulled the image built from the same jars by
+deploy/docker/ci/images.sh. A line on the terminal says which broker the session uses. With the secured broker the test process itself is `admin` and every spawned
 service runs as its own principal (tests/support/kafka.py `spawn`). No broker means the Kafka
 tests fail with the reason; they never skip.
 
@@ -29,6 +30,38 @@ from runtime.kafka.client import ENV as KAFKA_CLIENT_ENV
 from tests.support.kafka import Cluster, use_cluster
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
+# Built from Debian packages and the same Apache Kafka jars by deploy/docker/ci/images.sh, for
+# machines that run Docker but cannot pull from Docker Hub.
+LOCAL_KAFKA_IMAGE = "wardwatch-ci/kafka:4.1.1"
+
+
+def _say(config: pytest.Config, line: str) -> None:
+    """One line on the terminal, even while pytest captures output: which broker the tests use."""
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        reporter.write_line(line)
+
+
+def _kafka_image() -> str:
+    """apache/kafka if Docker has it or can pull it, else the locally built stand-in."""
+    import docker
+
+    client = docker.from_env(timeout=10)
+    for name in (KAFKA_IMAGE, LOCAL_KAFKA_IMAGE):
+        try:
+            client.images.get(name)
+            return name
+        except docker.errors.ImageNotFound:
+            pass
+    try:
+        client.images.pull(KAFKA_IMAGE)
+        return KAFKA_IMAGE
+    except docker.errors.APIError as exc:
+        raise RuntimeError(f"{KAFKA_IMAGE} cannot be pulled ({exc.explanation or exc}) and {LOCAL_KAFKA_IMAGE} "
+                           "is not built (make compose-ready)") from None
 
 
 def _free_port() -> int:
@@ -49,8 +82,9 @@ def _docker_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A real Apache Kafka broker for this test session; secured unless one is configured."""
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Cluster]:
+    """A real Apache Kafka broker for this test session; secured unless one is configured.
+    WARDWATCH_TEST_BROKER=docker skips the local launcher (to test the container path)."""
     from runtime.kafka.client import wait_for_broker
 
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -59,6 +93,7 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
             wait_for_broker(configured, timeout_s=30)
         except TimeoutError as exc:
             pytest.fail(f"KAFKA_BOOTSTRAP_SERVERS={configured} does not answer: {exc}")
+        _say(pytestconfig, f"kafka broker for the tests: KAFKA_BOOTSTRAP_SERVERS={configured}")
         yield Cluster(configured)
         return
 
@@ -67,10 +102,13 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
     problems: list[str] = []
     broker = LocalBroker(port=_free_port(), home=tmp_path_factory.mktemp("kafka"))
     try:
+        if os.environ.get("WARDWATCH_TEST_BROKER") == "docker":
+            raise BrokerError("skipped (WARDWATCH_TEST_BROKER=docker)")
         bootstrap = broker.start()
     except BrokerError as exc:
         problems.append(f"local launcher: {exc}")
     else:
+        _say(pytestconfig, f"kafka broker for the tests: the local launcher (Apache Kafka jars, TLS + SCRAM) at {bootstrap}")
         # The test process is `admin`: it creates topics and reads every output.
         admin_env = {k: v for k, v in broker.client_env("admin").items() if k.startswith("WARDWATCH_")}
         try:
@@ -83,11 +121,15 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
 
     if _docker_answers():
         try:
+            # Ryuk, testcontainers' reaper, is one more image to pull; the fixture stops its own
+            # container in `finally`, so it is not needed.
+            os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
             from testcontainers.core.container import DockerContainer
 
+            image = _kafka_image()
             port = _free_port()
             container = (
-                DockerContainer(KAFKA_IMAGE)
+                DockerContainer(image)
                 .with_bind_ports(port, port)
                 .with_env("KAFKA_NODE_ID", "1")
                 .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
@@ -112,6 +154,8 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
             try:
                 with _environ({"WARDWATCH_SECURITY_PROTOCOL": "PLAINTEXT"}):
                     wait_for_broker(bootstrap, timeout_s=90)
+                    _say(pytestconfig, f"kafka broker for the tests: the {image} container (plaintext) at {bootstrap}; "
+                         f"the local launcher was not used: {problems[0]}")
                     yield Cluster(bootstrap)
             finally:
                 container.stop()
