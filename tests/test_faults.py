@@ -24,7 +24,7 @@ from ingest import encode_reading
 from ingest.contract import decode_reading
 from runtime.topics import ALERTS, RISK, VITALS, VITALS_DLQ, VITALS_RAW
 from tests.support.faults import ProxiedBroker, TcpProxy, pause, paused, proxied_broker, wait_exit
-from tests.support.kafka import Service, create_topics, produce, produce_paced, read_committed, spawn, wait_until
+from tests.support.kafka import Service, create_topics, on_broker, produce, produce_paced, read_committed, spawn, wait_until
 from tests.test_alerts_kafka import offline_alerts, risk_stream
 from tests.test_scorer_kafka import assert_same_stream, cohort_readings, offline_scores
 from wardwatch.broker import _free_port
@@ -59,7 +59,8 @@ class FaultBroker:
 def fault_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultBroker]:
     broker, proxy = proxied_broker(tmp_path_factory.mktemp("fault-broker"))
     try:
-        yield FaultBroker(broker, proxy)
+        with on_broker(broker):  # this module's clients and services use this broker's principals
+            yield FaultBroker(broker, proxy)
     finally:
         proxy.close()
         broker.stop(purge=True)

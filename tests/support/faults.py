@@ -166,6 +166,10 @@ class ProxiedBroker(LocalBroker):
     def _write_config(self) -> Path:
         path = super()._write_config()
         lines = []
+        # PROXIED is secured exactly like the client listener (SASL_SSL with the same SCRAM
+        # login module), or plaintext on an `insecure_plaintext` broker; TLS passes the proxy
+        # untouched, and the certificate names 127.0.0.1, where the proxy listens.
+        protocol = "SASL_SSL" if self.secure else "PLAINTEXT"
         for line in path.read_text().splitlines():
             key, _, value = line.partition("=")
             if key == "listeners":
@@ -173,7 +177,9 @@ class ProxiedBroker(LocalBroker):
             elif key == "advertised.listeners":
                 value += f",PROXIED://127.0.0.1:{self.proxy_port}"
             elif key == "listener.security.protocol.map":
-                value += ",PROXIED:PLAINTEXT"
+                value += f",PROXIED:{protocol}"
+            elif key == "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+                lines.append(f"listener.name.proxied.scram-sha-512.sasl.jaas.config={value}")
             lines.append(f"{key}={value}")
         path.write_text("\n".join(lines) + "\n")
         return path
