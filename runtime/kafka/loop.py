@@ -6,6 +6,13 @@ changelog before any record of that partition is processed; revocation drops it.
 transaction rewinds: state is rebuilt from the changelog and the consumer seeks back to the
 committed offsets, so the retry sees exactly what the failed attempt saw.
 
+Restores do not stall the group. A partition being restored is paused in the consumer (its
+records are not fetched, the group keeps it here), and its changelog is read a slice at a time
+between polls (`PartitionRestore`), while the other partitions keep flowing. When its changelog
+is read to the end the core rebuilds its state and the partition is resumed. A revocation or a
+rewind during a restore drops the half-read changelog. Partitions in restore are never in a
+transaction: none of their records has been processed, so none of their offsets is committed.
+
 Bad days (docs/guarantees.md). The client layer sorts every failure into one of four kinds
 (runtime/kafka/client/base.py), and the loop answers each its own way:
 - `KafkaClientError`: abort the transaction and rewind.
@@ -33,7 +40,7 @@ from typing import Any
 
 from runtime.config import StreamConfig
 from runtime.kafka.admin import ensure_topics
-from runtime.kafka.changelog import read_changelog
+from runtime.kafka.changelog import PartitionRestore
 from runtime.kafka.client import (
     BEGINNING,
     FatalKafkaError,
@@ -41,6 +48,7 @@ from runtime.kafka.client import (
     KafkaClientError,
     KafkaConfigError,
     Producer,
+    Record,
     TopicPartition,
     from_config,
     wait_for_broker,
@@ -54,6 +62,10 @@ log = logging.getLogger(__name__)
 
 # How long to wait between attempts when the broker is unreachable (new producer, poll, rewind).
 RETRY_BACKOFF_S = 1.0
+# While partitions are restoring: how long each loop step reads their changelogs, and how long
+# a poll then waits for the other partitions' records (short: the restore goes on meanwhile).
+RESTORE_SLICE_S = 0.1
+RESTORE_POLL_S = 0.01
 
 
 class FatalStreamError(RuntimeError):
@@ -89,6 +101,10 @@ class StreamLoop:
         self._producer: Any = None
         self._positions: dict[TopicPartition, int] = {}
         self.producer_generation = 0
+        # Partitions whose state is being restored (paused in the consumer), and when a failed
+        # restore may be tried again.
+        self._restores: dict[int, PartitionRestore] = {}
+        self._restore_retry_at: dict[int, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -123,6 +139,7 @@ class StreamLoop:
             self._close()
 
     def _close(self) -> None:
+        self._cancel_restores(list(self._restores))
         if self._consumer is not None:
             try:
                 self._consumer.close()
@@ -137,8 +154,11 @@ class StreamLoop:
 
     # -- one batch ---------------------------------------------------------------------------
     def _step(self) -> None:
+        if self._restores:
+            self._advance_restores()
+        timeout_s = RESTORE_POLL_S if self._restores else self.config.commit_interval_ms / 1000
         try:
-            polled = self._consumer.poll(self.config.commit_interval_ms / 1000, self.config.max_poll_records)
+            polled = self._consumer.poll(timeout_s, self.config.max_poll_records)
         except GroupFencedError as exc:
             raise self._fenced(exc) from exc
         except FatalKafkaError as exc:  # a consumer cannot be replaced under the group's feet
@@ -148,6 +168,8 @@ class StreamLoop:
             log.warning("poll failed stage=%s error=%s; retrying", self.stage, exc)
             self.stop.wait(RETRY_BACKOFF_S)
             return
+        if self._restores:
+            polled = self._withhold_restoring(polled)
         prefix = len(self.config.topic_prefix)
         records = [InRecord(r.topic[prefix:], r.partition, r.offset, r.key, r.value, r.timestamp_ms, r.headers) for r in polled]
         # Each partition's records come in offset order: the last one seen is the next offset.
@@ -274,16 +296,17 @@ class StreamLoop:
 
     def _rewind(self) -> None:
         """After an abort: rebuild state from the changelog and re-read from committed offsets.
-        Retried while the broker is unreachable: no record may be processed before it is done."""
+        Every owned partition is dropped and restored (paused until its restore is done);
+        retried while the broker is unreachable: no record may be processed before it is done."""
         owned = sorted(self.owned)
+        self._cancel_restores(owned)
         self.processor.drop(owned)
-        self.restore(owned)
         while True:
             try:
                 assignment = self._consumer.assignment()
                 for tp, committed in self._consumer.committed(assignment).items():
                     self._consumer.seek(tp, BEGINNING if committed is None else committed)
-                return
+                break
             except GroupFencedError as exc:
                 raise self._fenced(exc) from exc
             except KafkaClientError as exc:
@@ -291,6 +314,7 @@ class StreamLoop:
                     raise _Stopped(f"rewind: {exc}") from exc
                 log.warning("rewind failed stage=%s error=%s; retrying", self.stage, exc)
                 self.stop.wait(RETRY_BACKOFF_S)
+        self._begin_restores(owned, assignment)
 
     # -- rebalance ---------------------------------------------------------------------------
     def assigned(self, tps: list[TopicPartition]) -> None:
@@ -298,7 +322,7 @@ class StreamLoop:
         self.metrics.rebalances.labels(self.stage, "assigned").inc()
         self.owned |= set(new)
         self.metrics.assigned.labels(self.stage).set(len(self.owned))
-        self.restore(new)
+        self._begin_restores(new, tps)
         log.info("partitions assigned stage=%s partitions=%s owned=%s", self.stage, new, sorted(self.owned))
 
     def revoked(self, tps: list[TopicPartition]) -> None:
@@ -310,40 +334,98 @@ class StreamLoop:
             except KeyError:
                 pass
         self.metrics.rebalances.labels(self.stage, "revoked").inc()
+        # A half-restored partition is let go with the rest: its changelog read is dropped.
+        self._cancel_restores(gone)
         self.processor.drop(gone)
         self.owned -= set(gone)
         self.metrics.assigned.labels(self.stage).set(len(self.owned))
         log.info("partitions revoked stage=%s partitions=%s", self.stage, gone)
 
-    def restore(self, partitions: list[int]) -> None:
+    # -- restore -----------------------------------------------------------------------------
+    def _begin_restores(self, partitions: list[int], assigned: list[TopicPartition]) -> None:
+        """Pause `partitions` (among the `assigned` input partitions) and start reading their
+        changelogs; `_advance_restores` carries on between polls."""
         topic = self.processor.changelog_topic
         if not topic or not partitions:
             return
-        started = time.perf_counter()
-        while True:
-            count = 0
-            by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
+        self._cancel_restores(partitions)
+        for partition in partitions:
+            self._restores[partition] = self._new_restore(partition)
+        paused = [tp for tp in assigned if tp.partition in self._restores]
+        if paused:
+            self._consumer.pause(paused)
+        self.metrics.restoring.labels(self.stage).set(len(self._restores))
+
+    def _new_restore(self, partition: int) -> PartitionRestore:
+        topic = self.processor.changelog_topic
+        assert topic is not None
+        return PartitionRestore(self._kafka, self.config.topic(topic), partition, client_id=self.config.group(self.stage))
+
+    def _cancel_restores(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            restore = self._restores.pop(partition, None)
+            self._restore_retry_at.pop(partition, None)
+            if restore is not None:
+                try:
+                    restore.close()
+                except Exception as exc:  # the restore consumer is dropped either way
+                    log.warning("closing a restore consumer failed stage=%s error=%r", self.stage, exc)
+        self.metrics.restoring.labels(self.stage).set(len(self._restores))
+
+    def _advance_restores(self) -> None:
+        """Read each pending changelog for its share of RESTORE_SLICE_S (a small one is read
+        to its end at once, a large one does not hold the others back); a partition read to
+        its end gets its state rebuilt and is resumed."""
+        now = time.monotonic()
+        pending = [p for p in sorted(self._restores) if self._restore_retry_at.get(p, 0.0) <= now]
+        for partition in pending:
+            restore = self._restores[partition]
             try:
-                for partition, key, value in read_changelog(
-                    self._kafka, self.config.topic(topic), partitions, client_id=self.config.group(self.stage)
-                ):
-                    by_partition[partition].append((key, value))
-                    count += 1
-                break
+                done = restore.step(RESTORE_SLICE_S / len(pending))
             except KafkaConfigError as exc:
                 raise FatalStreamError(f"{self.stage}: cannot read the changelog ({exc})") from exc
             except (KafkaClientError, OSError) as exc:
-                # A partition is never processed on partial state: read the changelog again.
-                if self.stop.is_set():
-                    raise _Stopped(f"restore: {exc}") from exc
-                log.warning("restore failed stage=%s partitions=%s error=%s; retrying", self.stage, partitions, exc)
-                self.stop.wait(RETRY_BACKOFF_S)
-        for partition, entries in by_partition.items():
-            self.processor.restore(partition, entries)
-        elapsed = time.perf_counter() - started
+                # A partition is never processed on partial state: read its changelog again.
+                log.warning("restore failed stage=%s partition=%d error=%s; retrying", self.stage, partition, exc)
+                self._cancel_restores([partition])
+                self._restores[partition] = self._new_restore(partition)
+                self._restore_retry_at[partition] = now + RETRY_BACKOFF_S
+                self.metrics.restoring.labels(self.stage).set(len(self._restores))
+                continue
+            if done:
+                self._finish_restore(restore)
+
+    def _finish_restore(self, restore: PartitionRestore) -> None:
+        partition = restore.partition
+        self.processor.restore(partition, restore.entries)
+        del self._restores[partition]
+        self._restore_retry_at.pop(partition, None)
+        self.metrics.restoring.labels(self.stage).set(len(self._restores))
+        resumed = [tp for tp in self._consumer.assignment() if tp.partition == partition]
+        if resumed:
+            self._consumer.resume(resumed)
+        elapsed = time.perf_counter() - restore.started
         self.metrics.restore_seconds.labels(self.stage).observe(elapsed)
-        self.metrics.restore_records.labels(self.stage).inc(count)
-        log.info("state restored stage=%s partitions=%s records=%d seconds=%.3f", self.stage, partitions, count, elapsed)
+        self.metrics.restore_records.labels(self.stage).inc(len(restore.entries))
+        log.info("state restored stage=%s partition=%d records=%d seconds=%.3f restoring=%d",
+                 self.stage, partition, len(restore.entries), elapsed, len(self._restores))
+
+    def _withhold_restoring(self, polled: list[Record]) -> list[Record]:
+        """Records of a partition still restoring are not processed. A paused partition yields
+        none; should a client return one anyway, the partition is sought back to it, so it is
+        read again once resumed."""
+        kept: list[Record] = []
+        first: dict[TopicPartition, int] = {}
+        for r in polled:
+            if r.partition in self._restores:
+                tp = TopicPartition(r.topic, r.partition)
+                first[tp] = min(r.offset, first.get(tp, r.offset))
+            else:
+                kept.append(r)
+        for tp, offset in first.items():
+            log.warning("records of a restoring partition withheld stage=%s partition=%d offset=%d", self.stage, tp.partition, offset)
+            self._consumer.seek(tp, offset)
+        return kept
 
     def _update_lag(self) -> None:
         now = time.monotonic()

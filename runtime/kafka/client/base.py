@@ -128,7 +128,8 @@ Partitions = Callable[[list[TopicPartition]], None]
 class Consumer(Protocol):
     def subscribe(self, topics: Sequence[str], *, on_assigned: Partitions, on_revoked: Partitions) -> None:
         """Join the group. `on_assigned` gets partitions newly owned, `on_revoked` those given up
-        (or lost); both run inside `poll` before any record of a newly owned partition is returned."""
+        (or lost); both run inside `poll` before any record of a newly owned partition is returned.
+        The partitions are already assigned when `on_assigned` runs, so it may `pause` them."""
         ...
 
     def poll(self, timeout_s: float, max_records: int) -> list[Record]:
@@ -143,6 +144,15 @@ class Consumer(Protocol):
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Next poll reads `tp` from `offset` (or BEGINNING)."""
+        ...
+
+    def pause(self, tps: Sequence[TopicPartition]) -> None:
+        """Stop fetching these assigned partitions: `poll` returns none of their records (not
+        even ones already fetched) until `resume`; the group keeps them assigned to this member."""
+        ...
+
+    def resume(self, tps: Sequence[TopicPartition]) -> None:
+        """Fetch these paused partitions again, from their position."""
         ...
 
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:

@@ -232,12 +232,13 @@ class ConfluentConsumer:
 
     def subscribe(self, topics: Sequence[str], *, on_assigned: Partitions, on_revoked: Partitions) -> None:
         def assign(consumer: confluent_kafka.Consumer, partitions: list[Any]) -> None:
-            # State first (restore), then fetching: no record of a partition arrives before it.
-            on_assigned([TopicPartition(p.topic, p.partition) for p in partitions])
+            # Assigned first, so that `on_assigned` may pause them; no record of them can be
+            # returned before it has run (this callback runs inside `poll`).
             if self._cooperative:
                 consumer.incremental_assign(partitions)
             else:
                 consumer.assign(partitions)
+            on_assigned([TopicPartition(p.topic, p.partition) for p in partitions])
 
         def revoke(consumer: confluent_kafka.Consumer, partitions: list[Any]) -> None:
             on_revoked([TopicPartition(p.topic, p.partition) for p in partitions])
@@ -288,6 +289,20 @@ class ConfluentConsumer:
         self._eof.pop(tp, None)
         try:
             self._c.seek(_tp(tp, offset))
+        except KafkaException as exc:
+            raise _error(exc) from exc
+
+    def pause(self, tps: Sequence[TopicPartition]) -> None:
+        # librdkafka discards what it had fetched for them (an op version barrier) and fetches
+        # again from the application's position on resume.
+        try:
+            self._c.pause([_tp(tp) for tp in tps])
+        except KafkaException as exc:
+            raise _error(exc) from exc
+
+    def resume(self, tps: Sequence[TopicPartition]) -> None:
+        try:
+            self._c.resume([_tp(tp) for tp in tps])
         except KafkaException as exc:
             raise _error(exc) from exc
 

@@ -251,6 +251,13 @@ class KafkaPythonConsumer:
         else:
             self._c.seek(_tp(tp), offset)
 
+    def pause(self, tps: Sequence[TopicPartition]) -> None:
+        # kafka-python returns no record of a paused partition, even one fetched before the pause.
+        self._c.pause(*[_tp(tp) for tp in tps])
+
+    def resume(self, tps: Sequence[TopicPartition]) -> None:
+        self._c.resume(*[_tp(tp) for tp in tps])
+
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
         try:
             return {tp: self._c.committed(_tp(tp)) for tp in tps}
