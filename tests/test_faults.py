@@ -1,6 +1,6 @@
 """Bad days, on a real broker, for each stateful stage (ingest, score, alerts).
 
-Each fault is a real one (signals, sockets, a killed broker; tests/support/faults.py) injected
+Each fault is a real one (signals, sockets, a killed broker; bench/faults.py) injected
 while records flow. After it, every input record must be accounted for exactly once downstream
 (ingest: in `vitals` or, with its reason, in `vitals.dlq`), nothing may be doubled, scores and
 alert events must equal an uninterrupted offline run (risk within abs 1e-5), and the service
@@ -57,7 +57,7 @@ class FaultBroker:
 
 @pytest.fixture(scope="module")
 def fault_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultBroker]:
-    broker, proxy = proxied_broker(tmp_path_factory.mktemp("fault-broker"))
+    broker, (proxy,) = proxied_broker(tmp_path_factory.mktemp("fault-broker"))
     try:
         with on_broker(broker):  # this module's clients and services use this broker's principals
             yield FaultBroker(broker, proxy)

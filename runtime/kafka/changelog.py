@@ -3,7 +3,7 @@
 A separate consumer, outside the group, is assigned the changelog partitions that match the
 input partitions just assigned and reads them from the beginning to the last stable offset:
 all at once (`read_changelog`), or a slice at a time between the stream loop's polls
-(`PartitionRestore`), so that a large restore does not stall the other partitions.
+(`ChangelogRestore`), so that a large restore does not stall the other partitions.
 """
 
 from __future__ import annotations
@@ -36,55 +36,67 @@ def read_changelog(
         restore.close()
 
 
-class PartitionRestore:
-    """One partition's changelog, read a slice at a time between the stream loop's polls.
+class ChangelogRestore:
+    """Some partitions' changelogs, read a slice at a time between the stream loop's polls.
 
-    Its own consumer (outside the group) reads the partition from the beginning to the last
-    stable offset it had when the restore began; `step` reads for about `budget_s` and returns
-    True once the end is reached. The entries, oldest first, are then in `entries`. `close`
-    drops a restore at any point (a revocation, a rewind, an error to retry).
+    One consumer (outside the group) reads the partitions from the beginning to the last stable
+    offset each had when the restore began. `step` reads for about `budget_s` and returns the
+    partitions it finished; each one's entries, oldest first, are then in `entries`. `drop`
+    forgets a partition (revoked, or rewound) and `close` the whole restore.
     """
 
     # Small batches bound how long one `step` can overrun its budget.
     MAX_RECORDS = 5_000
 
-    def __init__(self, kafka: KafkaClient, topic: str, partition: int, *, client_id: str, timeout_s: float = 300.0) -> None:
-        self.partition = partition
-        self.entries: list[tuple[bytes, bytes | None]] = []
-        self.records = 0
+    def __init__(self, kafka: KafkaClient, topic: str, partitions: list[int], *, client_id: str, timeout_s: float = 300.0) -> None:
+        self.partitions = set(partitions)
+        self.entries: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
         self.started = time.perf_counter()
         self._kafka = kafka
         self._client_id = client_id
-        self._consumer: Any = None
-        self._batches: Iterator[list[Record]] | None = None
         self._topic = topic
         self._timeout_s = timeout_s
-        self.done = False
+        self._consumer: Any = None
+        self._batches: Iterator[list[Record]] | None = None
+        self._ended: list[int] = []
 
-    def step(self, budget_s: float) -> bool:
-        """Read for about `budget_s` seconds; True when the partition has been read to its end."""
-        if self.done:
-            return True
+    @property
+    def done(self) -> bool:
+        return not self.partitions
+
+    def step(self, budget_s: float) -> list[int]:
+        """Read for about `budget_s` seconds; the partitions read to their end meanwhile."""
         if self._batches is None:
-            # Built here, not in the rebalance callback: connecting is part of the slice.
+            # Built here, not in the rebalance callback: connecting is part of a slice.
             self._consumer = self._kafka.consumer(client_id=f"{self._client_id}-restore", group_id=None,
                                                   max_poll_records=self.MAX_RECORDS, large_fetches=True)
-            self._batches = self._consumer.read_to_end([TopicPartition(self._topic, self.partition)], timeout_s=self._timeout_s,
-                                                       max_records=self.MAX_RECORDS)
+            tps = [TopicPartition(self._topic, p) for p in sorted(self.partitions)]
+            self._batches = self._consumer.read_to_end(tps, timeout_s=self._timeout_s, max_records=self.MAX_RECORDS,
+                                                       on_end=lambda tp: self._ended.append(tp.partition))
         deadline = time.perf_counter() + budget_s
         try:
-            while time.perf_counter() < deadline:
+            while self.partitions and not self._ended and time.perf_counter() < deadline:
                 for record in next(self._batches):
-                    if record.key is not None:
-                        self.entries.append((record.key, record.value))
-                self.records = len(self.entries)
+                    entries = self.entries.get(record.partition)
+                    if entries is not None and record.key is not None:
+                        entries.append((record.key, record.value))
         except StopIteration:
-            self.records = len(self.entries)
-            self.done = True
-            self.close()
+            pass
         except TimeoutError as exc:
             raise TimeoutError(f"restore of {self._topic}: {exc}") from None
-        return self.done
+        finished = sorted(p for p in self._ended if p in self.partitions)
+        self._ended.clear()
+        self.partitions -= set(finished)
+        if not self.partitions:
+            self.close()
+        return finished
+
+    def drop(self, partition: int) -> None:
+        """Stop restoring `partition`: its entries are forgotten (records still read are skipped)."""
+        self.partitions.discard(partition)
+        self.entries.pop(partition, None)
+        if not self.partitions:
+            self.close()
 
     def close(self) -> None:
         consumer, self._consumer = self._consumer, None

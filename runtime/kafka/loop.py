@@ -8,7 +8,7 @@ committed offsets, so the retry sees exactly what the failed attempt saw.
 
 Restores do not stall the group. A partition being restored is paused in the consumer (its
 records are not fetched, the group keeps it here), and its changelog is read a slice at a time
-between polls (`PartitionRestore`), while the other partitions keep flowing. When its changelog
+between polls (`ChangelogRestore`), while the other partitions keep flowing. When its changelog
 is read to the end the core rebuilds its state and the partition is resumed. A revocation or a
 rewind during a restore drops the half-read changelog. Partitions in restore are never in a
 transaction: none of their records has been processed, so none of their offsets is committed.
@@ -40,7 +40,7 @@ from typing import Any
 
 from runtime.config import StreamConfig
 from runtime.kafka.admin import ensure_topics
-from runtime.kafka.changelog import PartitionRestore
+from runtime.kafka.changelog import ChangelogRestore
 from runtime.kafka.client import (
     BEGINNING,
     FatalKafkaError,
@@ -101,9 +101,9 @@ class StreamLoop:
         self._producer: Any = None
         self._positions: dict[TopicPartition, int] = {}
         self.producer_generation = 0
-        # Partitions whose state is being restored (paused in the consumer), and when a failed
-        # restore may be tried again.
-        self._restores: dict[int, PartitionRestore] = {}
+        # Partitions whose state is being restored (paused in the consumer): the restore reading
+        # each (one per assignment, shared by its partitions), and when a failed one may retry.
+        self._restores: dict[int, ChangelogRestore] = {}
         self._restore_retry_at: dict[int, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class StreamLoop:
             self._close()
 
     def _close(self) -> None:
-        self._cancel_restores(list(self._restores))
+        self._cancel_restores(sorted(self._restores))
         if self._consumer is not None:
             try:
                 self._consumer.close()
@@ -345,21 +345,23 @@ class StreamLoop:
     def _begin_restores(self, partitions: list[int], assigned: list[TopicPartition]) -> None:
         """Pause `partitions` (among the `assigned` input partitions) and start reading their
         changelogs; `_advance_restores` carries on between polls."""
-        topic = self.processor.changelog_topic
-        if not topic or not partitions:
+        if not self.processor.changelog_topic or not partitions:
             return
         self._cancel_restores(partitions)
-        for partition in partitions:
-            self._restores[partition] = self._new_restore(partition)
+        self._start_restore(partitions)
         paused = [tp for tp in assigned if tp.partition in self._restores]
         if paused:
             self._consumer.pause(paused)
-        self.metrics.restoring.labels(self.stage).set(len(self._restores))
 
-    def _new_restore(self, partition: int) -> PartitionRestore:
+    def _start_restore(self, partitions: list[int], retry_at: float = 0.0) -> None:
         topic = self.processor.changelog_topic
         assert topic is not None
-        return PartitionRestore(self._kafka, self.config.topic(topic), partition, client_id=self.config.group(self.stage))
+        restore = ChangelogRestore(self._kafka, self.config.topic(topic), partitions, client_id=self.config.group(self.stage))
+        for partition in partitions:
+            self._restores[partition] = restore
+            if retry_at:
+                self._restore_retry_at[partition] = retry_at
+        self.metrics.restoring.labels(self.stage).set(len(self._restores))
 
     def _cancel_restores(self, partitions: list[int]) -> None:
         for partition in partitions:
@@ -367,37 +369,36 @@ class StreamLoop:
             self._restore_retry_at.pop(partition, None)
             if restore is not None:
                 try:
-                    restore.close()
+                    restore.drop(partition)
                 except Exception as exc:  # the restore consumer is dropped either way
                     log.warning("closing a restore consumer failed stage=%s error=%r", self.stage, exc)
         self.metrics.restoring.labels(self.stage).set(len(self._restores))
 
     def _advance_restores(self) -> None:
-        """Read each pending changelog for its share of RESTORE_SLICE_S (a small one is read
-        to its end at once, a large one does not hold the others back); a partition read to
-        its end gets its state rebuilt and is resumed."""
+        """Read the pending changelogs for about RESTORE_SLICE_S in all; each partition read to
+        its end gets its state rebuilt and is resumed at once (a small one does not wait for
+        a large one)."""
         now = time.monotonic()
-        pending = [p for p in sorted(self._restores) if self._restore_retry_at.get(p, 0.0) <= now]
-        for partition in pending:
-            restore = self._restores[partition]
+        restores = {id(r): r for p, r in sorted(self._restores.items()) if self._restore_retry_at.get(p, 0.0) <= now}
+        for restore in restores.values():
             try:
-                done = restore.step(RESTORE_SLICE_S / len(pending))
+                finished = restore.step(RESTORE_SLICE_S / len(restores))
             except KafkaConfigError as exc:
                 raise FatalStreamError(f"{self.stage}: cannot read the changelog ({exc})") from exc
             except (KafkaClientError, OSError) as exc:
                 # A partition is never processed on partial state: read its changelog again.
-                log.warning("restore failed stage=%s partition=%d error=%s; retrying", self.stage, partition, exc)
-                self._cancel_restores([partition])
-                self._restores[partition] = self._new_restore(partition)
-                self._restore_retry_at[partition] = now + RETRY_BACKOFF_S
-                self.metrics.restoring.labels(self.stage).set(len(self._restores))
+                partitions = sorted(restore.partitions)
+                log.warning("restore failed stage=%s partitions=%s error=%s; retrying", self.stage, partitions, exc)
+                self._cancel_restores(partitions)
+                self._start_restore(partitions, retry_at=now + RETRY_BACKOFF_S)
                 continue
-            if done:
-                self._finish_restore(restore)
+            for partition in finished:
+                if self._restores.get(partition) is restore:
+                    self._finish_restore(partition, restore)
 
-    def _finish_restore(self, restore: PartitionRestore) -> None:
-        partition = restore.partition
-        self.processor.restore(partition, restore.entries)
+    def _finish_restore(self, partition: int, restore: ChangelogRestore) -> None:
+        entries = restore.entries.pop(partition)
+        self.processor.restore(partition, entries)
         del self._restores[partition]
         self._restore_retry_at.pop(partition, None)
         self.metrics.restoring.labels(self.stage).set(len(self._restores))
@@ -406,9 +407,9 @@ class StreamLoop:
             self._consumer.resume(resumed)
         elapsed = time.perf_counter() - restore.started
         self.metrics.restore_seconds.labels(self.stage).observe(elapsed)
-        self.metrics.restore_records.labels(self.stage).inc(len(restore.entries))
+        self.metrics.restore_records.labels(self.stage).inc(len(entries))
         log.info("state restored stage=%s partition=%d records=%d seconds=%.3f restoring=%d",
-                 self.stage, partition, len(restore.entries), elapsed, len(self._restores))
+                 self.stage, partition, len(entries), elapsed, len(self._restores))
 
     def _withhold_restoring(self, polled: list[Record]) -> list[Record]:
         """Records of a partition still restoring are not processed. A paused partition yields

@@ -175,9 +175,13 @@ class Consumer(Protocol):
         """The topic's partition ids ([] if the topic does not exist)."""
         ...
 
-    def read_to_end(self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int) -> Iterator[list[Record]]:
+    def read_to_end(
+        self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int,
+        on_end: Callable[[TopicPartition], None] | None = None,
+    ) -> Iterator[list[Record]]:
         """Assign `tps` from the beginning and yield batches until each reached the end it had
-        when the call began (raise TimeoutError after `timeout_s`)."""
+        when the call began (raise TimeoutError after `timeout_s`). `on_end(tp)` is called once
+        per partition when it is read to that end (after its last batch was yielded)."""
         ...
 
     def group_metadata(self) -> Any:

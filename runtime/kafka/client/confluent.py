@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import confluent_kafka
@@ -346,10 +346,14 @@ class ConfluentConsumer:
             return []
         return sorted(meta.partitions)
 
-    def read_to_end(self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int) -> Iterator[list[Record]]:
+    def read_to_end(self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int,
+                    on_end: Callable[[TopicPartition], None] | None = None) -> Iterator[list[Record]]:
         end = self.end_offsets(tps)
         self.assign({tp: confluent_kafka.OFFSET_BEGINNING for tp in tps})
         pending = {tp for tp in tps if end.get(tp, 0) > 0}
+        for tp in tps:
+            if tp not in pending and on_end is not None:
+                on_end(tp)
         deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
@@ -361,6 +365,8 @@ class ConfluentConsumer:
             for tp in list(pending):
                 if self._eof.get(tp, -1) >= end[tp]:
                     pending.discard(tp)
+                    if on_end is not None:
+                        on_end(tp)
 
     def group_metadata(self) -> Any:
         return self._c.consumer_group_metadata()
