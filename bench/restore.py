@@ -12,8 +12,7 @@ Measured over the restore window (assignment to partition 0 resumed):
 - the longest loop step (the longest time between two polls: before this change, the whole
   restore ran inside the rebalance callback, so the poll loop stopped for the whole window);
 - the readings of partitions 1-5 scored and committed in the window, and their rate;
-- the restore's own duration and the time to rebuild the state from the read changelog
-  (`ScorerProcessor.restore`, still one call: the longest step is at least that).
+- the restore's own work (reading and rebuilding, a slice per step) and its longest slice.
 The loop is subclassed only to time its steps and note when the restore ends.
 Writes bench/results/restore.json and .md.
 """
@@ -225,7 +224,7 @@ def report(result: dict) -> str:
         f"- scenario: one scorer (the production StreamLoop) assigned all {PARTITIONS} partitions; partition {RESTORED} restores "
         f"N state rows from `scorer.state` while {result['backlog']:,} readings of 2,000 other patients wait on partitions 1-5.",
         "",
-        "| client | patients restored | restore window s | longest restore work between two polls s | of which state rebuild s "
+        "| client | patients restored | restore window s | longest restore work between two polls s | last rebuild call s "
         "| longest time between two polls s | steps in window | other partitions: readings scored in window | readings/s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -238,9 +237,10 @@ def report(result: dict) -> str:
         "Before this change the restore ran inside the rebalance callback: the poll loop stopped for the whole restore "
         "window, and no other partition was scored in it (bench/results/latest.md, state scale: 19 s for 1,000,000 "
         "patients). Now the partition in restore is paused and its changelog read a slice at a time between polls "
-        "(RESTORE_SLICE_S = 0.1 s asked; one fetch's parsing can overrun it). The restore work between two polls is "
-        "at most the longest slice, or the rebuild of the state from the read changelog (`ScorerProcessor.restore`, "
-        "still one call per partition). The longest time between two polls also holds the scoring and the "
+        "(0.1 s, or as long as the last batch of the other partitions took; one fetch's parsing can overrun it). "
+        "The scorer rebuilds the state a slice at a time as it is read (`restore_in_slices`), so the restore work "
+        "between two polls is one slice of reading and rebuilding. The longest time between two polls also holds the "
+        "scoring and the "
         "transaction of one poll of the other partitions (`--max-poll-records`, default 10,000).",
     ]
     return "\n".join(lines) + "\n"

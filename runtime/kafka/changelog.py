@@ -51,6 +51,7 @@ class ChangelogRestore:
     def __init__(self, kafka: KafkaClient, topic: str, partitions: list[int], *, client_id: str, timeout_s: float = 300.0) -> None:
         self.partitions = set(partitions)
         self.entries: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
+        self.applied: dict[int, int] = {}  # entries already handed to the core, per partition
         self.started = time.perf_counter()
         self._kafka = kafka
         self._client_id = client_id
@@ -95,6 +96,7 @@ class ChangelogRestore:
         """Stop restoring `partition`: its entries are forgotten (records still read are skipped)."""
         self.partitions.discard(partition)
         self.entries.pop(partition, None)
+        self.applied.pop(partition, None)
         if not self.partitions:
             self.close()
 

@@ -62,8 +62,10 @@ log = logging.getLogger(__name__)
 
 # How long to wait between attempts when the broker is unreachable (new producer, poll, rewind).
 RETRY_BACKOFF_S = 1.0
-# While partitions are restoring: how long each loop step reads their changelogs, and how long
-# a poll then waits for the other partitions' records (short: the restore goes on meanwhile).
+# While partitions are restoring: how long each loop step reads their changelogs at least (as
+# long as the last batch took, so that a busy loop shares its time about evenly between the
+# restore and the other partitions), and how long a poll then waits for the other partitions'
+# records (short: the restore goes on meanwhile).
 RESTORE_SLICE_S = 0.1
 RESTORE_POLL_S = 0.01
 
@@ -105,6 +107,7 @@ class StreamLoop:
         # each (one per assignment, shared by its partitions), and when a failed one may retry.
         self._restores: dict[int, ChangelogRestore] = {}
         self._restore_retry_at: dict[int, float] = {}
+        self._last_batch_s = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -193,6 +196,7 @@ class StreamLoop:
         self.metrics.batch_seconds.labels(self.stage).observe(time.perf_counter() - started)
         self.metrics.batch_size.labels(self.stage).observe(len(records))
         self._commit(outputs, offsets)
+        self._last_batch_s = time.perf_counter() - started
 
     def _commit(self, outputs: list[OutRecord], offsets: dict[TopicPartition, int]) -> None:
         started = time.perf_counter()
@@ -375,14 +379,16 @@ class StreamLoop:
         self.metrics.restoring.labels(self.stage).set(len(self._restores))
 
     def _advance_restores(self) -> None:
-        """Read the pending changelogs for about RESTORE_SLICE_S in all; each partition read to
-        its end gets its state rebuilt and is resumed at once (a small one does not wait for
-        a large one)."""
+        """Read the pending changelogs for a slice (RESTORE_SLICE_S, or as long as the last
+        batch took) in all; each partition read to its end gets its state rebuilt and is
+        resumed at once (a small one does not wait for a large one)."""
         now = time.monotonic()
         restores = {id(r): r for p, r in sorted(self._restores.items()) if self._restore_retry_at.get(p, 0.0) <= now}
+        budget_s = max(RESTORE_SLICE_S, self._last_batch_s)
+        self._last_batch_s = 0.0
         for restore in restores.values():
             try:
-                finished = restore.step(RESTORE_SLICE_S / len(restores))
+                finished = restore.step(budget_s / len(restores))
             except KafkaConfigError as exc:
                 raise FatalStreamError(f"{self.stage}: cannot read the changelog ({exc})") from exc
             except (KafkaClientError, OSError) as exc:
@@ -390,8 +396,18 @@ class StreamLoop:
                 partitions = sorted(restore.partitions)
                 log.warning("restore failed stage=%s partitions=%s error=%s; retrying", self.stage, partitions, exc)
                 self._cancel_restores(partitions)
+                self.processor.drop(partitions)  # what slices of it were already rebuilt
                 self._start_restore(partitions, retry_at=now + RETRY_BACKOFF_S)
                 continue
+            if getattr(self.processor, "restore_in_slices", False):
+                # The state is rebuilt as the changelog is read, so no single call holds the
+                # loop for a whole large partition.
+                for partition in sorted(restore.partitions | set(finished)):
+                    entries = restore.entries.get(partition)
+                    if entries and self._restores.get(partition) is restore:
+                        self.processor.restore(partition, entries)
+                        restore.applied[partition] = restore.applied.get(partition, 0) + len(entries)
+                        entries.clear()
             for partition in finished:
                 if self._restores.get(partition) is restore:
                     self._finish_restore(partition, restore)
@@ -399,6 +415,7 @@ class StreamLoop:
     def _finish_restore(self, partition: int, restore: ChangelogRestore) -> None:
         entries = restore.entries.pop(partition)
         self.processor.restore(partition, entries)
+        count = restore.applied.pop(partition, 0) + len(entries)
         del self._restores[partition]
         self._restore_retry_at.pop(partition, None)
         self.metrics.restoring.labels(self.stage).set(len(self._restores))
@@ -407,9 +424,9 @@ class StreamLoop:
             self._consumer.resume(resumed)
         elapsed = time.perf_counter() - restore.started
         self.metrics.restore_seconds.labels(self.stage).observe(elapsed)
-        self.metrics.restore_records.labels(self.stage).inc(len(entries))
+        self.metrics.restore_records.labels(self.stage).inc(count)
         log.info("state restored stage=%s partition=%d records=%d seconds=%.3f restoring=%d",
-                 self.stage, partition, len(entries), elapsed, len(self._restores))
+                 self.stage, partition, count, elapsed, len(self._restores))
 
     def _withhold_restoring(self, polled: list[Record]) -> list[Record]:
         """Records of a partition still restoring are not processed. A paused partition yields
