@@ -36,6 +36,7 @@ SPEED ?= 60
 PYTEST_ARGS ?=
 MINUTES ?= 30
 SEED ?= 1
+FAULT_EVERY ?= 30
 UPGRADE ?=
 LOCK_OUT ?= requirements
 LINT_PATHS := wardwatch sim ingest inference alerts runtime
@@ -128,8 +129,8 @@ bench: jars ## quick benchmarks -> bench/results/latest.{json,md}
 bench-full: jars ## full benchmarks (longer)
 	@$(PY) -m bench
 
-soak: jars ## the pipeline under a seeded stream of real faults (MINUTES=30 SEED=1) -> bench/results/soak.{json,md}
-	@$(PY) -m bench.soak --minutes $(MINUTES) --seed $(SEED)
+soak: jars ## the pipeline under a seeded stream of real faults (MINUTES=30 SEED=1 FAULT_EVERY=30) -> bench/results/soak.{json,md}
+	@$(PY) -m bench.soak --minutes $(MINUTES) --seed $(SEED) --fault-every $(FAULT_EVERY)
 
 train: venv ## retrain the shipped model checkpoint
 	@$(PY) -m wardwatch train

@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rate", type=float, default=40.0, help="offered readings per second")
-    parser.add_argument("--fault-every", type=float, default=25.0, help="seconds between fault starts")
+    parser.add_argument("--fault-every", type=float, default=30.0, help="seconds between fault starts")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     started = time.monotonic()
