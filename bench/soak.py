@@ -252,6 +252,9 @@ def verify(bootstrap: str, prefix: str) -> dict[str, Any]:
     all_raw = {(r.partition, r.offset) for r in raw}
     result.update(valid=len(vitals), rejected=len(ingest_dlq))
     lost = {"ingest": len(all_raw - set(got_origins))}
+    # Where to look when something is lost: the raw records (partition, offset) ingest never
+    # accounted for, and the readings never scored.
+    result["missing_raw"] = sorted(all_raw - set(got_origins))[:20]
     duplicated = {"ingest": sum(n - 1 for n in got_origins.values() if n > 1)}
     equal = {"ingest": got_valid == want_valid and got_rejected == want_rejected}
 
@@ -267,6 +270,7 @@ def verify(bootstrap: str, prefix: str) -> dict[str, Any]:
     far = [k for k in want_risk if k in got_risk and abs(got_risk[k] - want_risk[k]) > RISK_ABS_TOLERANCE]
     result["scored"] = len(risk)
     lost["score"] = len(set(want_risk) - set(got_risk))
+    result["missing_scores"] = sorted(set(want_risk) - set(got_risk))[:20]
     duplicated["score"] = sum(n - 1 for n in got_risk_keys.values() if n > 1)
     equal["score"] = not far and set(got_risk) == set(want_risk)
     result["score_max_abs_diff"] = max((abs(got_risk[k] - want_risk[k]) for k in want_risk if k in got_risk), default=0.0)
@@ -386,6 +390,11 @@ def run(minutes: float, seed: int, rate: float, every: float, workdir: Path) -> 
             if wait > 0:
                 time.sleep(wait)
             stage = stages[name] if name else None
+            if begun + seconds - time.monotonic() < min(40.0, every):
+                # Too close to the end of the input: a stage with nothing left to read cannot
+                # show that it recovered.
+                log(f"{kind} {name or 'broker'} skipped: the input ends too soon")
+                continue
             fault_start = time.monotonic() - begun
             note = inject(kind, stage, broker)
             fault_end = time.monotonic() - begun
@@ -498,8 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         recovered = all(v is not None for f in result["faults"] for v in f["recovery_s"].values())
         fenced = not any(f["note"].startswith("FAILED") for f in result["faults"])
         result["ok"] = bool(result["accounting"]["ok"] and recovered and fenced and all(result["alive_at_end"].values()))
-        if not result["ok"]:  # keep the service logs of a failed run
-            kept = args.results / "soak-logs"
+        if not result["ok"]:  # keep the service logs of a failed run (outside the clone)
+            kept = Path(tempfile.mkdtemp(prefix="wardwatch-soak-logs-"))
             subprocess.run(["cp", "-r", result["logs"], str(kept)], check=False)
             result["logs"] = str(kept)
     args.results.mkdir(parents=True, exist_ok=True)
