@@ -79,6 +79,10 @@ def limits(max_future_ms: int, max_age_ms: int) -> Limits:
     return Limits(max_future_ms=max_future_ms or never, max_age_ms=max_age_ms or never)
 
 
+# Offline cohorts (training, evaluation) are read long after the fact: no time check.
+OFFLINE_LIMITS = limits(max_future_ms=0, max_age_ms=0)
+
+
 def parse_reading(raw: bytes | None, now_ms: int, limits: Limits = Limits()) -> Reading:
     """Decode and validate one raw record; raises `Rejected` with the first problem found."""
     if raw is not None and len(raw) > limits.max_payload_bytes:

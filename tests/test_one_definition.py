@@ -31,7 +31,7 @@ from inference.features import (
 from inference.news2 import NEWS2_MAX_AGE_MS
 from inference.scorer import ScorerProcessor, ScorerSettings
 from inference.service import ScoreConfig
-from ingest import ACVPU_LEVELS, VITALS, Reading, ReadingId, Reason, encode_reading, reading_id, validate_object
+from ingest import ACVPU_LEVELS, VITALS, Reading, ReadingId, Reason, encode_reading, reading_id, unique_readings
 from ingest.service import IngestProcessor
 from runtime.filemode import dlq_path, run_file
 from runtime.metrics import StreamMetrics, new_registry
@@ -220,7 +220,7 @@ def test_training_features_equal_serving_features_reading_by_reading() -> None:
     model = _RecordingStep()
     scorer = ScorerProcessor(model, "recording", StreamMetrics(new_registry(), "score"), ScorerSettings(explain="off"))
     # The scorer and the peer read the `vitals` topic: readings as ingest validated and normalised them.
-    values = [encode_reading(validate_object(o, 0, inference.dataset.OFFLINE_LIMITS)) for o in raw]
+    values = [encode_reading(r) for r in unique_readings(raw)]
     records = [InRecord(VITALS_TOPIC, int(str(o["patient_id"])[1:]) % 2, i, None, v, T0) for i, (o, v) in enumerate(zip(raw, values))]
     out: list[OutRecord] = []
     start, sizes = 0, [1, 7, 3, 64]
