@@ -14,7 +14,7 @@ import numpy as np
 import bench.peer_quix
 import inference.dataset
 from alerts.rules import load_rules
-from alerts.service import AlertProcessor
+from alerts.processor import AlertProcessor
 from inference.features import (
     FEATURE,
     FEATURES,
@@ -29,10 +29,10 @@ from inference.features import (
     sequence_inputs,
 )
 from inference.news2 import NEWS2_MAX_AGE_MS
-from inference.scorer import ScorerProcessor, ScorerSettings
+from inference.processor import ScorerProcessor, ScorerSettings
 from inference.service import ScoreConfig
 from ingest import ACVPU_LEVELS, VITALS, Reading, ReadingId, Reason, encode_reading, reading_id, unique_readings
-from ingest.service import IngestProcessor
+from ingest.processor import IngestProcessor
 from runtime.filemode import dlq_path, run_file
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord, OutRecord, dead_letter, header

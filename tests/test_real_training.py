@@ -152,7 +152,7 @@ def test_train_and_evaluate_on_samples(cohorts: dict[str, Path], tmp_path: Path)
 def test_scorer_streams_an_elapsed_model_on_hourly_real_stays_as_training_scores_them(cohorts: dict[str, Path]) -> None:
     """The scorer (one reading at a time, in batches) gives the risk `evaluate` computes from the columnar path."""
     from inference.evaluate import score
-    from inference.scorer import ScorerProcessor, ScorerSettings
+    from inference.processor import ScorerProcessor, ScorerSettings
     from ingest import encode_reading
     from runtime.metrics import StreamMetrics, new_registry
     from runtime.records import InRecord

@@ -62,7 +62,7 @@ _REPOSITORY = Path(__file__).resolve().parents[1]
 
 def score_offline(readings: Sequence[Reading], model: StepRuntime, version: str) -> list[RiskReading]:
     """Risk records for readings (as ingest passes them on) from the scorer's core, in process (no Kafka)."""
-    from inference.scorer import ScorerProcessor  # the heavy import only when scoring
+    from inference.processor import ScorerProcessor  # the heavy import only when scoring
 
     scorer = ScorerProcessor(model, version, StreamMetrics(new_registry(), "score"))
     risk: list[RiskReading] = []

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from alerts.config import AlertsConfig
+from alerts.processor import STAGE
 from alerts.rules import load_rules
-from alerts.service import ASSIGNOR, STAGE, build_alerts
+from alerts.service import ASSIGNOR, AlertsConfig, build_alerts
 from runtime import logs
 from runtime.config import add_arguments, load
 from runtime.service import run_stream

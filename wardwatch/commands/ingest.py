@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ingest.service import STAGE, IngestConfig, IngestProcessor
+from ingest.processor import STAGE
+from ingest.service import IngestConfig, build_ingest
 from runtime import logs
 from runtime.config import add_arguments, load
 from runtime.service import run_stream
@@ -26,5 +27,5 @@ def run(args: argparse.Namespace) -> int:
     config = load(IngestConfig, args)
     logs.setup(config.log_level, STAGE)
     return run_stream(
-        config, lambda metrics: IngestProcessor(metrics, config.limits(), dedup=config.dedup()), stage=STAGE
+        config, lambda metrics: build_ingest(config, metrics), stage=STAGE
     )

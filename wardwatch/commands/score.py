@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from inference.service import ScoreConfig, build_scorer, load_model
-from inference.scorer import STAGE
+from inference.processor import STAGE
 from runtime import logs
 from runtime.config import add_arguments, load
 from runtime.kafka.client import COOPERATIVE_STICKY

@@ -1,4 +1,4 @@
-"""The alert stage's shell: `risk` and `alerts.control` in, `alerts` and `alerts.state` out.
+"""The alert stage's processor: `risk` and `alerts.control` in, `alerts` and `alerts.state` out.
 
 Thin by design: parse, hand each record to its partition's `PartitionAlerts` (pure), write the
 events and the changed per-patient states. Records are applied in the order given (each
