@@ -21,7 +21,6 @@ from alerts.partition import Outcome, PartitionAlerts
 from alerts.rules import DATA_GAP_RULE, SEVERITIES, TECHNICAL, Rules
 from alerts.state import CorruptState, decode, to_json
 from ingest import Reason
-from runtime.kafka.client import RANGE
 from runtime.metrics import LATENCY_BUCKETS, StreamMetrics
 from runtime.records import InRecord, OutRecord, dead_letter, json_record, tombstone
 from runtime.topics import ALERTS, ALERTS_CONTROL, ALERTS_STATE, RISK, VITALS_DLQ
@@ -29,10 +28,6 @@ from runtime.topics import ALERTS, ALERTS_CONTROL, ALERTS_STATE, RISK, VITALS_DL
 log = logging.getLogger(__name__)
 
 STAGE: Final = "alerts"
-
-# risk and alerts.control are co-partitioned: partition p of both must land on one process,
-# because a command for a patient acts on the state built from that patient's risk records.
-ASSIGNOR: Final = RANGE
 
 BAD_RISK: Final = "bad_risk"
 BAD_COMMAND: Final = "bad_command"
@@ -166,7 +161,3 @@ class AlertProcessor:
         for severity in (*SEVERITIES, TECHNICAL):
             self.alert_metrics.active.labels(severity).set(counts.get(severity, 0))
 
-
-def build_alerts(rules: Rules, metrics: StreamMetrics) -> AlertProcessor:
-    """The processor `runtime.service.run_stream` runs."""
-    return AlertProcessor(rules, metrics)

@@ -13,44 +13,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from prometheus_client import Gauge
 
 from ingest.contract import Reading, encode_reading
 from ingest.dedup import DedupSettings, DedupState, reading_id
 from ingest.payload import parse_payload
-from ingest.validate import Limits, Reason, Rejected, limits
-from runtime.config import StreamConfig, require, setting
+from ingest.validate import Limits, Reason, Rejected
 from runtime.metrics import StreamMetrics
 from runtime.records import JSON_HEADERS, Headers, InRecord, OutRecord, dead_letter
 from runtime.topics import INGEST_STATE, VITALS, VITALS_DLQ, VITALS_RAW
 
 STAGE = "ingest"
-
-
-@dataclass(frozen=True)
-class IngestConfig(StreamConfig):
-    metrics_port: int = setting(9102, "port for Prometheus /metrics (0 = any free port, -1 = off)")
-    max_future_ms: int = setting(300_000, "reject readings stamped further than this ahead of the ingest clock, ms (0 = no check)")
-    max_age_ms: int = setting(7 * 24 * 3_600_000, "reject readings older than this, ms (0 = no check: replaying old cohorts)")
-    dedup_window_ms: int = setting(3_600_000, "de-duplication window: forget a device's seqs this far behind its newest reading (event time), ms")
-    dedup_max_seqs: int = setting(256, "de-duplication: most seqs remembered per patient and device")
-    dedup_max_devices: int = setting(50_000, "de-duplication: most (patient, device) windows kept per partition")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.max_future_ms >= 0, f"--max-future-ms={self.max_future_ms}: expected >= 0")
-        require(self.max_age_ms >= 0, f"--max-age-ms={self.max_age_ms}: expected >= 0")
-        require(self.dedup_window_ms >= 1000, f"--dedup-window-ms={self.dedup_window_ms}: expected >= 1000")
-        require(1 <= self.dedup_max_seqs <= 100_000, f"--dedup-max-seqs={self.dedup_max_seqs}: expected 1-100000")
-        require(1 <= self.dedup_max_devices <= 10_000_000, f"--dedup-max-devices={self.dedup_max_devices}: expected 1-10000000")
-
-    def limits(self) -> Limits:
-        return limits(self.max_future_ms, self.max_age_ms)
-
-    def dedup(self) -> DedupSettings:
-        return DedupSettings(self.dedup_window_ms, self.dedup_max_seqs, self.dedup_max_devices)
 
 
 class IngestProcessor:
