@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ingest.contract import ACVPU_LEVELS, ALL_FIELDS, RANGES, SPO2_SCALES, VITALS, Reading
+from ingest.contract import ACVPU_LEVELS, ALL_FIELDS, MAX_ID_LENGTH, RANGES, SPO2_SCALES, VITALS, Reading
 
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_FHIR_BYTES = 512 * 1024  # a Bundle of a few dozen Observations with narrative text
-MAX_ID_LENGTH = 128
 MAX_INTEGER = 2**63 - 1  # fits a signed 64-bit integer for every consumer
 DEFAULT_MAX_FUTURE_MS = 5 * 60 * 1000  # device clocks drift; five minutes is generous
 DEFAULT_MAX_AGE_MS = 7 * 24 * 3600 * 1000  # store-and-forward devices upload late, not this late

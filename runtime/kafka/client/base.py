@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, Protocol
 
-Headers = list[tuple[str, bytes]]
+from runtime.records import Headers, InRecord
 
 # Special start offsets for `Consumer.assign` and `Consumer.seek` (same values as librdkafka's).
 BEGINNING: Final = -2
@@ -36,17 +36,9 @@ class TopicPartition(NamedTuple):
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed record, with the topic's full name on the cluster."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
-    headers: Headers = field(default_factory=list)
+# One consumed record, with the topic's full name on the cluster: the record type a core sees
+# (the loop hands it on with the topic prefix taken off).
+Record = InRecord
 
 
 @dataclass(frozen=True)
