@@ -183,17 +183,28 @@ def write_report(
     results: Sequence[CohortResult], out_dir: str | Path, *, model_version: str, horizon_hours: float, command: str, sections: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Write report.json (each cohort's summary), report.md (with `sections`) and the PNG plots; returns the report."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {
-        "model_version": model_version,
-        "horizon_hours": horizon_hours,
-        "command": command,
+    out = _report_dir(out_dir)
+    report = _report_head(model_version, horizon_hours, command) | {
         "cohorts": {r.name: r.summary for r in results},
         "plots": plots(results, out),
     }
+    return _written(out, report, markdown(report, sections))
+
+
+def _report_dir(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _report_head(model_version: str, horizon_hours: float, command: str) -> dict[str, Any]:
+    return {"model_version": model_version, "horizon_hours": horizon_hours, "command": command}
+
+
+def _written(out: Path, report: dict[str, Any], text: str) -> dict[str, Any]:
+    """Write report.json and report.md (`text`) into `out`; returns the report."""
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    (out / "report.md").write_text(markdown(report, sections))
+    (out / "report.md").write_text(text)
     log.info("report written dir=%s", out)
     return report
 
@@ -388,21 +399,14 @@ def evaluate_cohort_dirs(
             entry["outcomes"] = evaluate_outcomes(series, risk, loaded.outcomes, max(replicates, 200))
         log.info("cohort=%s patients=%d", name, len(series))
         cohorts[name] = entry
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {
-        "model_version": model_version,
-        "horizon_hours": horizon,
-        "command": command,
+    out = _report_dir(out_dir)
+    report = _report_head(model_version, horizon, command) | {
         "split_rule": split_rule,
         "bootstrap_replicates": replicates,
         "cohorts": cohorts,
         "plots": cohort_plots(figures, cohorts, out),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    (out / "report.md").write_text(cohort_markdown(report))
-    log.info("report written dir=%s", out)
-    return report
+    return _written(out, report, cohort_markdown(report))
 
 
 def _interval(m: dict[str, Any], key: str) -> str:

@@ -70,6 +70,19 @@ class KafkaConfigError(FatalKafkaError):
     the client needs. The configuration must change."""
 
 
+def error_class(*, fenced: bool, misconfigured: bool, fatal: bool) -> type[KafkaClientError]:
+    """Which client error a failure is, the most specific first (one order for every client):
+    another member took this one's group instance id, the configuration must change, this
+    instance is beyond use, or the operation may be retried."""
+    if fenced:
+        return GroupFencedError
+    if misconfigured:
+        return KafkaConfigError
+    if fatal:
+        return FatalKafkaError
+    return KafkaClientError
+
+
 class Delivery(Protocol):
     """One produced record's acknowledgement."""
 
