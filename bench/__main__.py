@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench import explain, hot_path, latency, peer_quix, report, scale_out, scorer, state_scale
-from bench.common import PARTITIONS, broker, cohort_input, logger, run_arguments, run_record
+from bench.common import PARTITIONS, broker, cohort_input, logger, run_parser, run_record
 from bench.throughput import run_preloaded
 
 
@@ -31,7 +31,7 @@ log = logger("bench")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = run_arguments("bench", __doc__, "CI-size run (a few minutes)", "model for every scenario ('untrained' works)", argv)
+    args = run_parser("bench", __doc__, "CI-size run (a few minutes)", "model for every scenario ('untrained' works)").parse_args(argv)
     mode = "quick" if args.quick else "full"
     size = MODES[mode]
     started = time.monotonic()

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bench import scorer
-from bench.common import PARTITIONS, broker, cohort_input, logger, run_arguments, run_record
+from bench.common import PARTITIONS, broker, cohort_input, logger, run_parser, run_record
 from bench.throughput import run_preloaded
 from runtime.kafka.client import CLIENTS
 
@@ -26,7 +26,7 @@ log = logger("bench.clients")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = run_arguments("bench.clients", __doc__, "smaller input (a few minutes)", "model for the scorer ('untrained' works)", argv)
+    args = run_parser("bench.clients", __doc__, "smaller input (a few minutes)", "model for the scorer ('untrained' works)").parse_args(argv)
     mode = "quick" if args.quick else "full"
     readings, patients = SIZES[mode]
     data = cohort_input(readings, patients)

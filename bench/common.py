@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ingest.contract import Reading, encode_reading
 from runtime.kafka.admin import ensure_topics
+from runtime.records import InRecord
 from runtime.topics import RISK, SCORER_STATE, VITALS, VITALS_DLQ, specs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,15 +53,29 @@ def logger(prog: str) -> Callable[[str], None]:
     return log
 
 
-def run_arguments(prog: str, description: str | None, quick_help: str, checkpoint_help: str, argv: list[str] | None) -> argparse.Namespace:
-    """A benchmark run's command line: --quick, --checkpoint, --results."""
+def run_parser(prog: str, description: str | None, quick_help: str, checkpoint_help: str) -> argparse.ArgumentParser:
+    """A benchmark run's command line: --quick, --checkpoint, --results (add more, then parse)."""
     from bench.scorer import CHECKPOINT
 
-    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--checkpoint", default=CHECKPOINT, help=checkpoint_help)
     parser.add_argument("--results", type=Path, default=RESULTS)
-    return parser.parse_args(argv)
+    return parser
+
+
+def in_records(records: Sequence[tuple[bytes, bytes | None]], timestamp_ms: int = 0) -> list[InRecord]:
+    """Keyed `vitals` values as the records a core sees, partitioned as the producer would."""
+    from kafka.partitioner.default import murmur2
+
+    offsets = [0] * PARTITIONS
+    out = []
+    for key, value in records:
+        partition = (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
+        out.append(InRecord(VITALS, partition, offsets[partition], key, value, timestamp_ms))
+        offsets[partition] += 1
+    return out
 
 
 def run_record(prog: str, mode: str, argv: list[str] | None) -> dict[str, Any]:

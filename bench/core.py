@@ -11,14 +11,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from kafka.partitioner.default import murmur2
-
-from bench.common import PARTITIONS, cohort_input
+from bench.common import cohort_input, in_records
 from inference.service import ScoreConfig, build_scorer, load_model
 from runtime.metrics import StreamMetrics, new_registry
-from runtime.records import InRecord
 from runtime.service import tune_gc
-from runtime.topics import VITALS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,12 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = cohort_input(60_000, 2_000)
     model, version = load_model(args.checkpoint)
-    offsets = [0] * PARTITIONS
-    records = []
-    for key, value in data.records:
-        p = (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
-        records.append(InRecord(VITALS, p, offsets[p], key, value, 0))
-        offsets[p] += 1
+    records = in_records(data.records)
     tune_gc()
     rates = []
     for _ in range(args.reps):
