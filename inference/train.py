@@ -72,6 +72,8 @@ class TrainConfig:
     elapsed: bool = True
     real_batch: int = 128
     init_from: str = ""  # a checkpoint directory to start from ('default': the shipped one); its normalisation is kept
+    source_weights: str = ""  # "SOURCE=W,...": multiply that source's loss by W (default 1 each)
+    calibrate_on: str = ""  # comma-separated sources whose validation readings fit the Platt scaling ("" = the real ones with timed events)
 
     def __post_init__(self) -> None:
         if self.seed == self.val_seed:
@@ -83,6 +85,28 @@ class TrainConfig:
         for name in ("val_patients", "epochs", "batch", "chunk", "real_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected at least 1")
+        self.source_weight_map  # noqa: B018  (validates the syntax early)
+
+    @property
+    def source_weight_map(self) -> dict[str, float]:
+        """`source_weights` parsed: {source: loss multiplier}."""
+        weights: dict[str, float] = {}
+        for item in (i.strip() for i in self.source_weights.split(",")):
+            if not item:
+                continue
+            name, sep, value = item.partition("=")
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = -1.0
+            if not sep or not name.strip() or not weight > 0:
+                raise ValueError(f"source_weights={self.source_weights!r}: expected SOURCE=W,... with W > 0")
+            weights[name.strip()] = weight
+        return weights
+
+    @property
+    def calibration_list(self) -> list[str]:
+        return [c.strip() for c in self.calibrate_on.split(",") if c.strip()]
 
 
     @property
@@ -252,7 +276,12 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
         if positives == 0:
             raise ValueError(f"training source {source!r} has no positive readings: add patients, hours or cohorts with events")
         pos_weights[source] = torch.tensor((readings - positives) / positives, device=device)
-    log.info("training device=%s sources=%s pos_weights=%s", device, list(train_sets), {k: round(float(v), 2) for k, v in pos_weights.items()})
+    source_weights = config.source_weight_map
+    unknown = sorted(set(source_weights) - set(train_sets)) + sorted(set(config.calibration_list) - set(val_sets))
+    if unknown:
+        raise ValueError(f"source(s) {unknown} named in source_weights/calibrate_on are not training sources {sorted(train_sets)}")
+    log.info("training device=%s sources=%s pos_weights=%s source_weights=%s", device, list(train_sets),
+             {k: round(float(v), 2) for k, v in pos_weights.items()}, source_weights)
 
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=0.5, patience=1)
@@ -273,6 +302,7 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
                 if not bool(chunk.valid.any()):
                     continue
                 loss = F.binary_cross_entropy_with_logits(logits[chunk.valid], chunk.labels[chunk.valid], pos_weight=pos_weights[source])
+                loss = loss * source_weights.get(source, 1.0)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -304,7 +334,8 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
 
     model.load_state_dict(best["state"])
     model = model.cpu().eval()
-    calibration_sources = ([s for s in real_sources if labels[s] == "events" and _scorable(val_sets.get(s, []))]
+    calibration_sources = (config.calibration_list
+                           or [s for s in real_sources if labels[s] == "events" and _scorable(val_sets.get(s, []))]
                            or [s for s in val_sets if labels[s] == "events" and _scorable(val_sets[s])] or list(val_sets)[:1])
     with torch.no_grad():  # undo the weighting's constant shift (of the calibration source); Platt does the rest
         model.head.bias.sub_(torch.log(pos_weights[calibration_sources[0]].cpu()))
