@@ -73,6 +73,7 @@ class TrainConfig:
     real_batch: int = 128
     init_from: str = ""  # a checkpoint directory to start from ('default': the shipped one); its normalisation is kept
     source_weights: str = ""  # "SOURCE=W,...": multiply that source's loss by W (default 1 each)
+    ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights with this decay per update
     calibrate_on: str = ""  # comma-separated sources whose validation readings fit the Platt scaling ("" = the real ones with timed events)
 
     def __post_init__(self) -> None:
@@ -85,6 +86,8 @@ class TrainConfig:
         for name in ("val_patients", "epochs", "batch", "chunk", "real_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected at least 1")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema={self.ema}: expected 0 (off) or a decay in (0, 1)")
         self.source_weight_map  # noqa: B018  (validates the syntax early)
 
     @property
@@ -286,6 +289,9 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=0.5, patience=1)
     generator = torch.Generator().manual_seed(config.seed)
+    # With `ema`, the epochs are judged (and the best kept) on an exponential moving average of
+    # the weights: the per-source, heavily weighted mini-batches make single updates noisy.
+    averaged = copy.deepcopy(model) if config.ema > 0 else None
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"auroc": -1.0}
     stale = 0
@@ -307,12 +313,17 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimiser.step()
+                if averaged is not None:
+                    with torch.no_grad():
+                        for mean_p, p in zip(averaged.parameters(), model.parameters()):
+                            mean_p.lerp_(p, 1.0 - config.ema)
                 losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.3f}")
-        model.cpu()
-        val = {source: validation_metrics(model, series, labels[source]) for source, series in val_sets.items() if _scorable(series)}
-        model.to(device)
+        judged = averaged if averaged is not None else model
+        judged.cpu()
+        val = {source: validation_metrics(judged, series, labels[source]) for source, series in val_sets.items() if _scorable(series)}
+        judged.to(device)
         if not val:
             raise ValueError("no validation split has both positive and negative readings: add patients or cohorts")
         mean_auroc = float(np.mean([v["auroc"] for v in val.values()]))
@@ -322,7 +333,7 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
                  " ".join(f"{source}={m['auroc']:.4f}" for source, m in val.items()))
         plateau.step(mean_auroc)
         if mean_auroc > best["auroc"]:
-            best = {"auroc": mean_auroc, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+            best = {"auroc": mean_auroc, "epoch": epoch, "state": copy.deepcopy(judged.state_dict())}
             stale = 0
         else:
             stale += 1
