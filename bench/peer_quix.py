@@ -4,7 +4,7 @@
 
 One `StreamingDataFrame.apply(score, stateful=True)`: per message, read the patient's state
 from the RocksDB store (changelogged to Kafka by Quix), step the same model once (the same exported step on ONNX Runtime), compute
-NEWS2 with the same function, write the state back, emit the same risk fields. Exactly-once
+the same model inputs and NEWS2 with the same functions, write the state back, emit the same risk fields. Exactly-once
 processing guarantee (Kafka transactions), read_committed input. Quix Streams runs on
 confluent-kafka (librdkafka), not kafka-python: its client is the faster one.
 """
@@ -18,14 +18,13 @@ import tempfile
 
 import numpy as np
 
-from inference.features import MAX_DELTA_HOURS, MS_PER_HOUR, N_FEATURES
+from inference.features import N_FEATURES, NEVER, model_inputs, remember
 from inference.news2 import NEWS2_MAX_AGE_MS
 from inference.news2_batch import PARAMETERS, news2_batch
 from inference.service import load_model
-from ingest import VITALS as VITAL_NAMES
+from ingest import Reading
 from runtime.topics import RISK, VITALS
 
-NEVER = -1
 GROUP = "{prefix}quix-peer"
 
 
@@ -52,22 +51,11 @@ def make_score(model, version: str):
         ts = int(reading["ts_ms"])
         if last_ts != NEVER and ts < last_ts:
             return {"patient_id": reading["patient_id"], "ts_ms": ts, "late": True}
-        values = np.zeros(N_FEATURES, dtype=np.float32)
-        mask = np.zeros(N_FEATURES, dtype=np.float32)
-        for j, name in enumerate(VITAL_NAMES):
-            if reading.get(name) is not None:
-                values[j], mask[j] = reading[name], 1.0
-        if reading.get("on_oxygen") is not None:
-            values[6], mask[6] = float(bool(reading["on_oxygen"])), 1.0
-        if reading.get("acvpu") is not None:
-            values[7], mask[7] = (0.0 if reading["acvpu"] == "A" else 1.0), 1.0
-        known = seen != NEVER
-        delta = np.where(known, np.minimum((ts - seen) / MS_PER_HOUR, MAX_DELTA_HOURS), MAX_DELTA_HOURS).astype(np.float32)
-        hidden, risks = model.step(hidden, values[None], mask[None], delta[None], last_values[None], known.astype(np.float32)[None])
+        x = model_inputs([Reading(**reading)], seen[None], last_values[None])
+        hidden, risks = model.step(hidden, *x.step_args())
         risk = float(risks[0])
-        observed = mask > 0
-        last_values = np.where(observed, values, last_values)
-        seen = np.where(observed, ts, seen)
+        seen_after, values_after = remember(x, seen[None])
+        seen, last_values = seen_after[0], values_after[0]
         scale = int(reading.get("spo2_scale") or 1)
         fresh = seen >= ts - NEWS2_MAX_AGE_MS
         n2 = news2_batch(last_values[None], fresh[None], np.asarray([scale], dtype=np.int8))

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ingest import Limits, Reading, ReadingId, Rejected, reading_id, validate_object
 from ingest.contract import VITALS
-from inference.features import FEATURES, MS_PER_HOUR, N_FEATURES, SequenceInputs, array_inputs, sequence_inputs
+from inference.features import FEATURE, FEATURES, MS_PER_HOUR, N_FEATURES, SequenceInputs, array_inputs, observed_columns, sequence_inputs
 from inference.news2 import NEWS2_MAX_AGE_MS, news2
 
 # Offline cohorts are replayed long after the fact: accept any event time.
@@ -267,19 +267,19 @@ def load_cohort_dir(path: str, horizon_hours: float, patients: set[str] | None =
     keep = ~cols["duplicate"] if "duplicate" in cols else np.ones(len(cols["patient"]), dtype=bool)
     order = np.flatnonzero(keep)
     order = order[np.argsort(cols["patient"][order], kind="stable")]  # per patient, in delivery order
-    values = np.stack([cols[name].astype(np.float32) for name in VITALS] + [cols["on_oxygen"].astype(np.float32), (cols["acvpu"] > 0).astype(np.float32)], axis=1)
-    mask = np.concatenate([~np.isnan(values[:, :6]), (cols["on_oxygen"] >= 0)[:, None], (cols["acvpu"] >= 0)[:, None]], axis=1)
+    values, present = observed_columns(cols)
+    mask = present > 0
     # A reading with a vital outside the contract's range is rejected whole by ingest (imported
     # cohorts never have one: the importer drops such values one by one).
     from ingest.contract import RANGES
 
-    for j, name in enumerate(VITALS):
+    for name in VITALS:
         low, high = RANGES[name]
+        j = FEATURE[name]
         keep_row = ~mask[:, j] | ((values[:, j] >= low) & (values[:, j] <= high))
         order = order[keep_row[order]]
     patient_of = cols["patient"][order]
     bounds = np.flatnonzero(np.diff(patient_of)) + 1
-    values = np.where(mask, values, 0.0).astype(np.float32)
     series = []
     for rows in np.split(order, bounds) if len(order) else []:
         pid = ids[int(cols["patient"][rows[0]])]

@@ -25,17 +25,19 @@ from typing import Final
 
 import numpy as np
 
-from inference.features import N_FEATURES
+from inference.features import FEATURE, N_FEATURES, NEVER, VITAL_COLUMNS
 from inference.records import DOMINANT, HORIZONS, INPUT_GROUPS, TRENDED
 from inference.step import StepRuntime
 
 # Input groups (their names are the record contract's), in the order contributions are computed
 # and reported: name -> feature columns (inference/features.py; blood pressure is sbp and dbp).
-GROUPS: Final = tuple(zip(INPUT_GROUPS, ((0,), (1,), (2,), (3,), (4, 5), (6,), (7,))))
+_GROUP_FEATURES: Final = (("hr",), ("rr",), ("spo2",), ("temp",), ("sbp", "dbp"), ("on_oxygen",), ("consciousness",))
+GROUPS: Final = tuple(zip(INPUT_GROUPS, (tuple(FEATURE[f] for f in fs) for fs in _GROUP_FEATURES)))
 GROUP_NAMES: Final = tuple(name for name, _ in GROUPS)
 N_GROUPS: Final = len(GROUPS)
 # A normal adult (NEWS2 0 in every parameter), in FEATURES order: the "input removed" baseline.
-REFERENCE: Final = np.array([75.0, 16.0, 97.0, 37.0, 125.0, 75.0, 0.0, 0.0], dtype=np.float32)
+_NORMAL: Final = {"hr": 75.0, "rr": 16.0, "spo2": 97.0, "temp": 37.0, "sbp": 125.0, "dbp": 75.0, "on_oxygen": 0.0, "consciousness": 0.0}
+REFERENCE: Final = np.array([_NORMAL[name] for name in FEATURE], dtype=np.float32)
 TOP: Final = 3  # contributions a record carries, largest magnitude first
 CHUNK: Final = 1024  # rows per occlusion step call
 CONTRIBUTION_DECIMALS: Final = 4  # finer than DOMINANT by far; the risk contract's 1e-5 is below it
@@ -46,7 +48,8 @@ HORIZON_LABELS: Final = HORIZONS
 SLOTS: Final = 3  # boundaries b_c, b_(c-1), b_(c-2) of the current grid cell c
 TREND_NAMES: Final = TRENDED  # the six numeric vitals (FEATURES order), then risk
 N_TREND: Final = len(TREND_NAMES)
-NEVER: Final = -1
+_TREND_VITALS: Final = slice(0, N_TREND - 1)  # in the trend arrays: the numeric vitals, then risk last
+TREND_RISK: Final = N_TREND - 1
 
 _COLUMNS = np.zeros((N_GROUPS, N_FEATURES), dtype=bool)
 for _g, (_name, _cols) in enumerate(GROUPS):
@@ -140,7 +143,7 @@ def rotate(
     if n == 0:
         return out
     new = last_ts == NEVER
-    vital_seen = seen_ts[:, :6]
+    vital_seen = seen_ts[:, VITAL_COLUMNS]
     for h, horizon in enumerate(HORIZONS_MS):
         width = horizon // 2
         cell = _cell(ts, width)
@@ -153,9 +156,9 @@ def rotate(
             crossed = j < moved  # boundary lies after the last reading: its value is the carried one
             fresh = (vital_seen != NEVER) & (vital_seen >= (boundary - max_age_ms)[:, None])
             carried = np.empty((n, N_TREND), dtype=np.float32)
-            carried[:, :6] = np.where(fresh, last_values[:, :6], np.nan)
+            carried[:, _TREND_VITALS] = np.where(fresh, last_values[:, VITAL_COLUMNS], np.nan)
             risk_fresh = ~new & (last_ts >= boundary - max_age_ms)
-            carried[:, 6] = np.where(risk_fresh, last_risk, np.nan)
+            carried[:, TREND_RISK] = np.where(risk_fresh, last_risk, np.nan)
             shifted = np.full((n, N_TREND), np.nan, dtype=np.float32)
             source = j - moved
             ok = (source >= 0) & (source < SLOTS)
@@ -174,16 +177,16 @@ def trends(
     n = len(ts)
     since = np.empty((n, len(HORIZONS_MS)), dtype=np.int64)
     change = np.full((n, len(HORIZONS_MS), N_TREND), np.nan, dtype=np.float64)
-    vital_seen = seen_ts[:, :6]
+    vital_seen = seen_ts[:, VITAL_COLUMNS]
     current = np.empty((n, N_TREND), dtype=np.float64)
-    current[:, :6] = last_values[:, :6]
-    current[:, 6] = risk
+    current[:, _TREND_VITALS] = last_values[:, VITAL_COLUMNS]
+    current[:, TREND_RISK] = risk
     for h, horizon in enumerate(HORIZONS_MS):
         width = horizon // 2
         boundary = (_cell(ts, width) - (SLOTS - 1)) * width
         since[:, h] = boundary
         observed = np.ones((n, N_TREND), dtype=bool)
-        observed[:, :6] = (vital_seen != NEVER) & (vital_seen > boundary[:, None]) & (vital_seen >= (ts - max_age_ms)[:, None])
+        observed[:, _TREND_VITALS] = (vital_seen != NEVER) & (vital_seen > boundary[:, None]) & (vital_seen >= (ts - max_age_ms)[:, None])
         reference = refs[:, h, SLOTS - 1].astype(np.float64)
         change[:, h] = np.where(observed & ~np.isnan(reference), current - reference, np.nan)
     return since, change

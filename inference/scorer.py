@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from ingest import VITALS, Reading, Reason, decode_reading
+from ingest import Reading, Reason, decode_reading
 from inference import explain
-from inference.features import MAX_DELTA_HOURS, MS_PER_HOUR, N_FEATURES
+from inference.features import VITAL_COLUMNS, model_inputs, remember
 from inference.news2 import NEWS2_MAX_AGE_MS
 from inference.news2_batch import news2_batch
 from inference.records import TRENDED, VALUED, explanation_json, format_risk
@@ -44,7 +44,6 @@ from runtime.topics import VITALS as VITALS_TOPIC
 log = logging.getLogger(__name__)
 
 STAGE = "score"
-_VITAL_COLUMNS = tuple(enumerate(VITALS))
 EVICTION_CHECK_MS = 60_000
 EXPLAIN_POLICIES = ("selected", "all", "off")
 
@@ -198,46 +197,24 @@ class ScorerProcessor:
         if not rows:
             return out
 
-        n = len(rows)
         idx = np.asarray(rows, dtype=np.int64)
-        values = np.zeros((n, N_FEATURES), dtype=np.float32)
-        mask = np.zeros((n, N_FEATURES), dtype=np.float32)
-        ts = np.empty(n, dtype=np.int64)
-        scales = np.empty(n, dtype=np.int8)
-        for i, (_record, r) in enumerate(applied):
-            ts[i] = r.ts_ms
-            scales[i] = r.spo2_scale
-            for j, name in _VITAL_COLUMNS:
-                v = getattr(r, name)
-                if v is not None:
-                    values[i, j] = v
-                    mask[i, j] = 1.0
-            if r.on_oxygen is not None:
-                values[i, 6] = 1.0 if r.on_oxygen else 0.0
-                mask[i, 6] = 1.0
-            if r.acvpu is not None:
-                values[i, 7] = 0.0 if r.acvpu == "A" else 1.0
-                mask[i, 7] = 1.0
+        readings = [reading for _record, reading in applied]
         seen = table.seen_ts[idx]
-        known = seen != NEVER
-        delta = np.where(known, np.minimum((ts[:, None] - seen) / MS_PER_HOUR, MAX_DELTA_HOURS), MAX_DELTA_HOURS).astype(np.float32)
-        last_values = table.last_values[idx]
-        last_mask = known.astype(np.float32)
+        x = model_inputs(readings, seen, table.last_values[idx])
+        ts = x.ts_ms
+        scales = np.fromiter((r.spo2_scale for r in readings), dtype=np.int8, count=len(readings))
         before = table.hidden[idx]  # a copy: the state before this reading, for the occlusion steps
         previous_ts = table.last_ts[idx]
         # The trend grid moves with event time, from the values as they stood before this reading.
         table.trend_refs[idx] = explain.rotate(
-            table.trend_refs[idx], previous_ts, ts, last_values, seen, table.last_risk[idx], self.settings.news2_max_age_ms
+            table.trend_refs[idx], previous_ts, ts, x.last_values, seen, table.last_risk[idx], self.settings.news2_max_age_ms
         )
         started = time.perf_counter()
-        state, risks = self.model.step(before, values, mask, delta, last_values, last_mask)
+        state, risks = self.model.step(before, *x.step_args())
         table.hidden[idx] = state
         self.scorer_metrics.inference_seconds.observe(time.perf_counter() - started)
         table.last_risk[idx] = risks
-
-        observed = mask > 0
-        table.last_values[idx] = np.where(observed, values, last_values)
-        table.seen_ts[idx] = np.where(observed, ts[:, None], seen)
+        table.seen_ts[idx], table.last_values[idx] = remember(x, seen)
         table.last_ts[idx] = ts
 
         now_ms = self.clock() * 1000.0
@@ -250,7 +227,7 @@ class ScorerProcessor:
         parameter_scores = np.where(scores.present, scores.scores, -1).tolist()
         risk_values = risks.tolist()
         explained = self._explain(
-            idx, ts, previous_ts, risks, scores.total, scores.single3, (before, values, mask, delta, last_values, last_mask)
+            idx, ts, previous_ts, risks, scores.total, scores.single3, (before, *x.step_args())
         )
         for i, (record, reading) in enumerate(applied):
             table.last_offset[rows[i]] = record.offset
@@ -304,11 +281,12 @@ class ScorerProcessor:
         rows, at = idx[chosen], ts[chosen]
         seen_now, values_now = table.seen_ts[rows], table.last_values[rows]
         since, change = explain.trends(table.trend_refs[rows], at, values_now, seen_now, risks[chosen], max_age)
-        fresh = (seen_now[:, :6] != NEVER) & (seen_now[:, :6] >= (at - max_age)[:, None])
+        vital_seen = seen_now[:, VITAL_COLUMNS]
+        fresh = (vital_seen != NEVER) & (vital_seen >= (at - max_age)[:, None])
         # Per reading only lists and dicts from here: numpy did the arithmetic, json writes the text.
-        shown = np.where(fresh, np.round(values_now[:, :6].astype(np.float64), 1), np.nan).tolist()
+        shown = np.where(fresh, np.round(values_now[:, VITAL_COLUMNS].astype(np.float64), 1), np.nan).tolist()
         rounded = np.round(change, 1)
-        rounded[:, :, 6] = np.round(change[:, :, 6], explain.CONTRIBUTION_DECIMALS)
+        rounded[:, :, explain.TREND_RISK] = np.round(change[:, :, explain.TREND_RISK], explain.CONTRIBUTION_DECIMALS)
         by_name = rounded.transpose(0, 2, 1).tolist()  # [n, trended, horizons]
         order = np.argsort(-np.abs(contribution), axis=1, kind="stable")[:, : explain.TOP]
         top_values = np.round(np.take_along_axis(contribution, order, axis=1), explain.CONTRIBUTION_DECIMALS).tolist()

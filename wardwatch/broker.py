@@ -4,7 +4,8 @@ Maven resolves `org.apache.kafka:kafka_2.13` (deploy/kafka/pom.xml) into a cache
 clone once; each broker gets its own directory (config, data, log, pid) under the cache,
 formatted once, and listens on loopback only.
 
-Secure by default. At the first start the launcher makes, in the broker's directory:
+Secure by default. At the first start the launcher makes, in the broker's directory (the
+principals, their ACLs, passwords and certificates are in wardwatch/broker_access.py):
 - a CA and a broker certificate (keytool from the JDK), so clients speak TLS and check the
   broker's name (127.0.0.1, localhost) against a CA they are given;
 - one SCRAM-SHA-512 user per service (sim, gateway, ingest, score, alerts, wardview), one for
@@ -30,7 +31,6 @@ import base64
 import logging
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -41,14 +41,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, KafkaAdminClient, ResourcePattern, ResourceType
-
 from runtime.kafka.client import connect, wait_for_broker
-from runtime.kafka.client.kafka_python import translate_properties
 from runtime.kafka.security import KafkaSecurity
-from runtime.topics import (
-    ALERTS, ALERTS_CONTROL, ALERTS_STATE, INGEST_STATE, RISK, SCORER_STATE, SIM_EVENTS, VITALS, VITALS_DLQ, VITALS_RAW,
+from wardwatch.broker_access import (
+    ADMIN, BROKER_USER, MECHANISM, SERVICES, BrokerError, ensure_credentials, grant_service_acls, service_acls, write_secret,
 )
+
+__all__ = ["ADMIN", "SERVICES", "BrokerError", "LocalBroker", "cache_dir", "fetch_jars", "jars_dir", "kafka_version", "service_acls"]
 
 log = logging.getLogger(__name__)
 
@@ -56,41 +55,13 @@ REPO = Path(__file__).resolve().parents[1]
 POM = REPO / "deploy" / "kafka" / "pom.xml"
 DEFAULT_PORT = 9092
 DEFAULT_HEAP_MB = 384
-ADMIN = "admin"
-BROKER_USER = "broker"
-MECHANISM = "SCRAM-SHA-512"
 PLAINTEXT_WARNING = (
     "WARNING: INSECURE PLAINTEXT Kafka broker: no encryption, no authentication, no ACLs. "
     "Anyone who reaches the port can read every patient's vitals and write fake readings. "
     "Loopback try-out only; never use it with real patient data."
 )
 
-# What each service principal may do; topic names are logical (the deployment prefix is added).
-# `groups`: the consumer groups it joins (and commits offsets for inside its transactions);
-# `transactional`: it writes through transactions under the id prefix `<prefix>wardwatch-<name>-`.
-_R, _W = "read", "write"
-SERVICE_GRANTS: dict[str, dict[str, object]] = {
-    "sim": {"topics": {VITALS_RAW: {_W}, SIM_EVENTS: {_W}}},
-    "gateway": {"topics": {VITALS_RAW: {_W}}},
-    "ingest": {
-        "topics": {VITALS_RAW: {_R}, VITALS: {_W}, VITALS_DLQ: {_W}, INGEST_STATE: {_R, _W}},
-        "group": True, "transactional": True,
-    },
-    "score": {
-        "topics": {VITALS: {_R}, RISK: {_W}, VITALS_DLQ: {_W}, SCORER_STATE: {_R, _W}},
-        "group": True, "transactional": True,
-    },
-    "alerts": {
-        "topics": {RISK: {_R}, ALERTS_CONTROL: {_R}, ALERTS: {_W}, VITALS_DLQ: {_W}, ALERTS_STATE: {_R, _W}},
-        "group": True, "transactional": True,
-    },
-    "wardview": {"topics": {VITALS: {_R}, RISK: {_R}, ALERTS: {_R}, ALERTS_CONTROL: {_W}}},
-}
-SERVICES = tuple(SERVICE_GRANTS)
 
-
-class BrokerError(RuntimeError):
-    """The local broker could not be fetched, started or stopped; the message says why."""
 
 
 def cache_dir() -> Path:
@@ -136,53 +107,6 @@ def fetch_jars(quiet: bool = False) -> Path:
     shutil.rmtree(libs, ignore_errors=True)
     staging.rename(libs)
     return libs
-
-
-def service_acls(prefix: str = "") -> list[ACL]:
-    """The ACL bindings of every service principal for topics named `prefix` + logical name.
-
-    Topics and groups are LITERAL names (a PREFIXED `vitals` would also match `vitals.raw` and
-    `vitals.dlq`); transactional ids are PREFIXED `<prefix>wardwatch-<service>-`, one per
-    instance. CREATE is granted on exactly the topics a service creates at start-up.
-    """
-    acls: list[ACL] = []
-    for name, grant in SERVICE_GRANTS.items():
-
-        def allow(op: ACLOperation, kind: ResourceType, resource: str,
-                  pattern: ACLResourcePatternType = ACLResourcePatternType.LITERAL, principal: str = f"User:{name}") -> None:
-            acls.append(ACL(principal, "*", op, ACLPermissionType.ALLOW, ResourcePattern(kind, resource, pattern)))
-
-        topics: dict[str, set[str]] = grant["topics"]  # type: ignore[assignment]
-        for topic, modes in topics.items():
-            allow(ACLOperation.CREATE, ResourceType.TOPIC, prefix + topic)
-            if _R in modes:
-                allow(ACLOperation.READ, ResourceType.TOPIC, prefix + topic)
-            if _W in modes:
-                allow(ACLOperation.WRITE, ResourceType.TOPIC, prefix + topic)
-        if grant.get("group"):
-            allow(ACLOperation.READ, ResourceType.GROUP, f"{prefix}wardwatch-{name}")
-        if grant.get("transactional"):
-            for op in (ACLOperation.WRITE, ACLOperation.DESCRIBE):
-                allow(op, ResourceType.TRANSACTIONAL_ID, f"{prefix}wardwatch-{name}-", ACLResourcePatternType.PREFIXED)
-    return acls
-
-
-def grant_service_acls(bootstrap: str, admin_security: KafkaSecurity, prefix: str = "") -> int:
-    """Create the service ACLs for `prefix` as the admin principal (idempotent); returns how many."""
-    acls = service_acls(prefix)
-    # ACLs are not part of the client interface (no service manages them): kafka-python's admin
-    # client, with the same standard properties translated as every other client.
-    client = KafkaAdminClient(bootstrap_servers=[s.strip() for s in bootstrap.split(",") if s.strip()],
-                              client_id="wardwatch-acl-bootstrap", **translate_properties(admin_security.properties()))
-    try:
-        result = client.create_acls(acls)
-    finally:
-        client.close()
-    failed = result.get("failed") or []
-    if failed:
-        acl, error = failed[0]
-        raise BrokerError(f"creating {len(failed)} ACL(s) failed, first {acl}: {error}")
-    return len(acls)
 
 
 @dataclass(frozen=True)
@@ -288,7 +212,7 @@ class LocalBroker:
                 f"(`wardwatch broker stop`) before starting it as {mode}"
             )
         if self.secure:
-            self._ensure_credentials()
+            ensure_credentials(self)
         properties = self._write_config()
         classpath = f"{libs}/*"
         java = ["java", f"-Xms{min(256, self.heap_mb)}m", f"-Xmx{self.heap_mb}m", "-XX:+UseSerialGC",
@@ -367,65 +291,6 @@ class LocalBroker:
                 return " | ".join(errors[-lines:])
         return "(no log)"
 
-    # -- credentials ------------------------------------------------------------------------
-    def _ensure_credentials(self) -> None:
-        """CA, broker certificate, a password per principal and the client files: made once."""
-        d = self.secrets_dir
-        d.mkdir(mode=0o700, exist_ok=True)
-        d.chmod(0o700)
-        for principal in (BROKER_USER, ADMIN, *SERVICES, "keystore"):
-            if not self.password_file(principal).exists():
-                _write_secret(self.password_file(principal), secrets.token_urlsafe(24))
-        if not (d / "broker.p12").exists():
-            self._make_certificates()
-        for principal in (ADMIN, *SERVICES):
-            env = self.client_env(principal)
-            _write_secret(self.env_file(principal), "".join(f"{k}={v}\n" for k, v in env.items()))
-            # For Kafka's own tools (kafka-acls, kafka-console-consumer --command-config ...).
-            password = self.password_file(principal).read_text().strip()
-            _write_secret(d / f"{principal}.properties", (
-                "security.protocol=SASL_SSL\n"
-                f"sasl.mechanism={MECHANISM}\n"
-                "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
-                f'username="{principal}" password="{password}";\n'
-                "ssl.truststore.type=PEM\n"
-                f"ssl.truststore.location={self.ca_file}\n"
-            ))
-
-    def _make_certificates(self) -> None:
-        if shutil.which("keytool") is None:
-            raise BrokerError("keytool (from the JDK) is not on PATH: install Java 17+ (openjdk-17-jre-headless)")
-        d = self.secrets_dir
-        pw = ["-storepass:file", str(self.password_file("keystore"))]
-        staging = d / "broker.tmp.p12"
-        for path in (d / "ca.p12", staging, d / "broker.csr", d / "broker.pem", self.ca_file):
-            path.unlink(missing_ok=True)
-        san = "SAN=ip:127.0.0.1,dns:localhost"
-        steps = [
-            ["-genkeypair", "-keystore", str(d / "ca.p12"), "-storetype", "PKCS12", *pw, "-alias", "ca",
-             "-dname", "CN=wardwatch-local-ca", "-keyalg", "RSA", "-keysize", "2048", "-validity", "825",
-             "-ext", "bc:c=ca:true", "-ext", "ku:c=keyCertSign,cRLSign"],
-            ["-exportcert", "-keystore", str(d / "ca.p12"), *pw, "-alias", "ca", "-rfc", "-file", str(self.ca_file)],
-            ["-genkeypair", "-keystore", str(staging), "-storetype", "PKCS12", *pw, "-alias", BROKER_USER,
-             "-dname", f"CN={BROKER_USER}", "-keyalg", "RSA", "-keysize", "2048", "-validity", "825"],
-            ["-certreq", "-keystore", str(staging), *pw, "-alias", BROKER_USER, "-file", str(d / "broker.csr")],
-            ["-gencert", "-keystore", str(d / "ca.p12"), *pw, "-alias", "ca", "-infile", str(d / "broker.csr"),
-             "-outfile", str(d / "broker.pem"), "-rfc", "-validity", "825", "-ext", san,
-             "-ext", "ku:c=digitalSignature,keyEncipherment", "-ext", "eku=serverAuth,clientAuth"],
-            ["-importcert", "-keystore", str(staging), *pw, "-alias", "ca", "-file", str(self.ca_file), "-noprompt"],
-            ["-importcert", "-keystore", str(staging), *pw, "-alias", BROKER_USER, "-file", str(d / "broker.pem"), "-noprompt"],
-        ]
-        old_umask = os.umask(0o077)
-        try:
-            for step in steps:
-                result = subprocess.run(["keytool", *step], capture_output=True, text=True)
-                if result.returncode != 0:
-                    raise BrokerError(f"keytool {step[0]} failed: {(result.stdout + result.stderr).strip()[-300:]}")
-        finally:
-            os.umask(old_umask)
-        (d / "broker.csr").unlink(missing_ok=True)
-        staging.rename(d / "broker.p12")
-
     def _format(self, java: list[str], properties: Path) -> None:
         """Format the storage; in secure mode also bootstrap the SCRAM users into the metadata log.
 
@@ -439,7 +304,7 @@ class LocalBroker:
                 password = self.password_file(principal).read_text().strip()
                 args += ["--add-scram", f"{MECHANISM}=[name={principal},password={password}]"]
         argfile = self.dir / "format.args"
-        _write_secret(argfile, "\n".join(args) + "\n")
+        write_secret(argfile, "\n".join(args) + "\n")
         try:
             fmt = subprocess.run([*java, f"@{argfile}"], capture_output=True, text=True)
         finally:
@@ -510,7 +375,7 @@ class LocalBroker:
         }
         path = self.dir / "server.properties"
         # 0600: it holds the broker's SCRAM and keystore passwords.
-        _write_secret(path, "".join(f"{k}={v}\n" for k, v in settings.items()))
+        write_secret(path, "".join(f"{k}={v}\n" for k, v in settings.items()))
         (self.dir / "log4j2.properties").write_text(
             "status = warn\n"
             "appender.file.type = File\n"
@@ -524,16 +389,6 @@ class LocalBroker:
             "logger.state.level = WARN\n"
         )
         return path
-
-
-def _write_secret(path: Path, text: str) -> None:
-    """Write `text` to a file only its owner can read (0600, whatever the umask)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def _alive(pid: int) -> bool:

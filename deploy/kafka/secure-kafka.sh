@@ -9,7 +9,7 @@
 #                           official image's naming) plus TLS, SASL and authorizer settings.
 #   secure-kafka.sh acls    one-shot, after the broker is healthy: each service's ACLs with
 #                           kafka-acls as `admin` (the table below; tests check it matches
-#                           wardwatch/broker.py SERVICE_GRANTS).
+#                           wardwatch/broker_access.py SERVICE_GRANTS).
 #
 # Layout under $SECRETS, one directory per reader (docker-compose.yml: one named volume each;
 # every container mounts only its own, read-only):

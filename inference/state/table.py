@@ -12,9 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from inference.explain import empty_refs
-from inference.features import N_FEATURES
-
-NEVER = -1  # seen_ts value of an input never observed
+from inference.features import N_FEATURES, NEVER
 
 
 class StateTable:
