@@ -369,14 +369,22 @@ def evaluate_cohort_dirs(
     out_dir: str | Path,
     command: str,
     replicates: int = 200,
+    alerts: Any = None,
 ) -> dict[str, Any]:
-    """Score cohort directories (their `split` patients under the checkpoint's split rule) and write the report."""
+    """Score cohort directories (their `split` patients under the checkpoint's split rule) and write the report.
+
+    `alerts`, where given, measures what the alert rules make of the same patients: an object with
+    `measure(path, patient_ids)` (a list of results with `rules` and `to_dict()`) and `markdown(per_cohort)`
+    (the report's section). Alerts need the alert engine, a stage this one does not import: the
+    application passes it in (wardwatch/evaluation.py).
+    """
     from inference.dataset import load_cohort_dir, split_of
     from inference.train import source_name
 
     horizon = model.config.horizon_hours
     cohorts: dict[str, Any] = {}
     figures: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+    measured: dict[str, Any] = {}
     for path in paths:
         loaded = load_cohort_dir(path, horizon)
         source = source_name(path)
@@ -397,6 +405,9 @@ def evaluate_cohort_dirs(
             figures.append((name, labels, np.concatenate(risk), np.concatenate([s.news2 for s in series]).astype(np.float64)))
         if loaded.outcomes:
             entry["outcomes"] = evaluate_outcomes(series, risk, loaded.outcomes, max(replicates, 200))
+        if alerts is not None:
+            measured[name] = alerts.measure(path, [s.patient_id for s in series])
+            entry["alerts"] = {q.rules: q.to_dict() for q in measured[name]}
         log.info("cohort=%s patients=%d", name, len(series))
         cohorts[name] = entry
     out = _report_dir(out_dir)
@@ -406,7 +417,8 @@ def evaluate_cohort_dirs(
         "cohorts": cohorts,
         "plots": cohort_plots(figures, cohorts, out),
     }
-    return _written(out, report, cohort_markdown(report))
+    sections = [alerts.markdown(measured)] if alerts is not None and measured else []
+    return _written(out, report, cohort_markdown(report, sections))
 
 
 def _interval(m: dict[str, Any], key: str) -> str:
@@ -414,8 +426,9 @@ def _interval(m: dict[str, Any], key: str) -> str:
     return f"{_fmt(m[key])} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
-def cohort_markdown(report: dict[str, Any]) -> str:
-    """The report on cohort directories, for a clinician: every number with its 95% interval."""
+def cohort_markdown(report: dict[str, Any], sections: Sequence[str] = ()) -> str:
+    """The report on cohort directories, for a clinician: every number with its 95% interval;
+    `sections` (Markdown) go before the plots."""
     lines = [
         "# Model vs NEWS2 on cohort directories",
         "",
@@ -457,7 +470,7 @@ def cohort_markdown(report: dict[str, Any]) -> str:
         lines += ["", "SAPS-I and SOFA are the severity scores of the outcomes file (they use laboratory values too; "
                   "stays without one are left out of its row); the model and NEWS2 see vital signs only. The model's risk is "
                   "calibrated for its own task, not for death.", ""]
-    lines += ["Plots: " + ", ".join(f"[{p}]({p})" for p in report["plots"]), ""]
+    lines += [*sections, "Plots: " + ", ".join(f"[{p}]({p})" for p in report["plots"]), ""]
     return "\n".join(lines)
 
 

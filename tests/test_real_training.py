@@ -147,6 +147,12 @@ def test_train_and_evaluate_on_samples(cohorts: dict[str, Path], tmp_path: Path)
     assert p12["outcomes"]["deaths"] == 4 and {"model_last_risk", "news2_max", "saps_i", "sofa"} <= set(p12["outcomes"]["scores"])
     assert (report_dir / "report.md").read_text().startswith("# Model vs NEWS2 on cohort directories")
     assert (report_dir / "roc.png").stat().st_size > 0
+    # The alerts: the real alert engine over the scorer's risk, on the same patients, with the cohort's events.
+    sepsis = {json.loads(line)["patient_id"] for line in (cohorts["p19"] / "events.jsonl").read_text().splitlines() if line}
+    assert set(p19["alerts"]) == {"default", "news2_only", "model_only"}
+    assert all(q["events"] == len(sepsis) > 0 and q["patient_days"] > 0 for q in p19["alerts"].values())
+    assert all(q["events"] == 0 for q in p12["alerts"].values())
+    assert "## Alerts" in (report_dir / "report.md").read_text()
 
 
 def test_scorer_streams_an_elapsed_model_on_hourly_real_stays_as_training_scores_them(cohorts: dict[str, Path]) -> None:

@@ -12,8 +12,9 @@ measure alerts with `alert_quality`, so on the same cohort they report the same 
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,44 @@ def score_offline(readings: Sequence[Reading], model: StepRuntime, version: str)
 def alert_quality(cohort: Any, model: StepRuntime, version: str, settings: AlertSettings) -> list[Quality]:
     """Each rule set's alert quality on a simulated cohort (`sim.cohort.Cohort`): its readings
     scored by the scorer's core, the alert engine run over the risk records."""
-    risk = score_offline(list(unique_readings(cohort.readings)), model, version)
     events = [OutcomeEvent(e.patient_id, e.event_ts_ms) for e in cohort.events]
+    return _quality(cohort.readings, events, model, version, settings)
+
+
+def _quality(raw_readings: Iterable[Any], events: Sequence[OutcomeEvent], model: StepRuntime, version: str,
+             settings: AlertSettings) -> list[Quality]:
+    risk = score_offline(list(unique_readings(raw_readings)), model, version)
     return compare(risk, events, settings.rule_sets(), horizon_ms=int(settings.horizon_hours * MS_PER_HOUR))
+
+
+@dataclass(frozen=True)
+class CohortDirAlerts:
+    """Alerts on a cohort directory's patients (`wardwatch import` or `wardwatch sim --output`),
+    for `inference.evaluate.evaluate_cohort_dirs`: its readings.jsonl through the scorer's core
+    and the alert engine, its events.jsonl as the ground truth (none: alerts per patient-day only)."""
+
+    model: StepRuntime
+    version: str
+    settings: AlertSettings
+
+    def measure(self, path: str | Path, patient_ids: Sequence[str]) -> list[Quality]:
+        root, wanted = Path(path), set(patient_ids)
+
+        def rows(name: str) -> Iterator[dict[str, Any]]:
+            file = root / name
+            if file.is_file():
+                with file.open() as f:
+                    for line in f:
+                        if line.strip():
+                            row = json.loads(line)
+                            if row.get("patient_id") in wanted:
+                                yield row
+
+        events = [OutcomeEvent(e["patient_id"], int(e["event_ts_ms"])) for e in rows("events.jsonl")]
+        return _quality(rows("readings.jsonl"), events, self.model, self.version, self.settings)
+
+    def markdown(self, per_cohort: Mapping[str, Sequence[Quality]]) -> str:
+        return alerts_markdown(per_cohort, self.settings)
 
 
 def alerts_markdown(per_cohort: Mapping[str, Sequence[Quality]], settings: AlertSettings) -> str:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from inference.model import untrained
     from inference.service import UNTRAINED_VERSION, load_model
     from wardwatch.commands.evaluate_alerts import alert_settings
-    from wardwatch.evaluation import evaluate_simulated
+    from wardwatch.evaluation import CohortDirAlerts, evaluate_simulated
 
     logs.setup(args.log_level, "evaluate")
     try:
@@ -84,9 +84,15 @@ def run(args: argparse.Namespace) -> int:
         log.error("cannot evaluate: %s", exc)
         return 2
     command = "wardwatch evaluate" + "".join(" " + shlex.quote(a) for a in sys.argv[2:])
+    step, step_version = load_model(args.checkpoint)  # the scorer's runtime, for the alerts
+    if step_version != version:
+        log.error("cannot evaluate: the checkpoint's exported step is %s, its weights %s", step_version, version)
+        return 2
+    settings = alert_settings(args)
     if args.cohort:
         report = evaluate_cohort_dirs(model, version, args.cohort, split=args.split, split_rule=split_rule,
-                                      out_dir=out, command=command, replicates=args.replicates)
+                                      out_dir=out, command=command, replicates=args.replicates,
+                                      alerts=CohortDirAlerts(step, version, settings))
         for name, c in report["cohorts"].items():
             if "model" in c:
                 m, n, d = c["model"], c["news2"], c["model_minus_news2"]
@@ -98,16 +104,16 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{name}: in-hospital death AUROC last risk {o['model_last_risk']['auroc']:.3f} "
                       f"[{o['model_last_risk']['auroc_ci'][0]:.3f}, {o['model_last_risk']['auroc_ci'][1]:.3f}] vs max NEWS2 "
                       f"{o['news2_max']['auroc']:.3f}" + "".join(f"; {k} {o[k]['auroc']:.3f}" for k in ("saps_i", "sofa") if k in o))
+            if "alerts" in c:
+                a = c["alerts"]
+                print(f"{name}: alerts/patient-day model-only rules {a['model_only']['alerts_per_patient_day']:.2f} vs NEWS2-only "
+                      f"{a['news2_only']['alerts_per_patient_day']:.2f} (sensitivity {a['model_only']['sensitivity']} vs "
+                      f"{a['news2_only']['sensitivity']})")
         print(f"report: {out / 'report.md'}")
         return 0
     cohorts: list[tuple[str, int, dict[str, object]]] = [(f"seed{s}", s, {}) for s in seeds]
     if args.shifted_seed >= 0:
         cohorts.append((f"shifted-seed{args.shifted_seed}", args.shifted_seed, shifted_options()))
-    settings = alert_settings(args)
-    step, step_version = load_model(args.checkpoint)  # the scorer's runtime, for the alerts
-    if step_version != version:
-        log.error("cannot evaluate: the checkpoint's exported step is %s, its weights %s", step_version, version)
-        return 2
     report = evaluate_simulated(model, step, version, cohorts, patients=args.patients, hours=args.hours, settings=settings,
                                 out_dir=out, command=command)
     for name, c in report["cohorts"].items():
