@@ -159,6 +159,14 @@ def parse_command(data: bytes | str | None) -> Command:
     raise MessageError(f"command={command!r}: expected 'acknowledge' or 'snooze'")
 
 
+def encode_command(command: Command) -> bytes:
+    """An `alerts.control` record value (what `parse_command` reads back); key it by `command.patient_id`."""
+    obj: dict[str, Any] = {"command": "acknowledge" if isinstance(command, Acknowledge) else "snooze", **asdict(command)}
+    if obj["by"] is None:
+        del obj["by"]
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
 # -- the explanation in words (the demo's summary line; the ward view words it the same way) ------
 _LABEL: Final = {"hr": ("HR", "/min"), "rr": ("RR", "/min"), "spo2": ("SpO2", "%"), "temp": ("Temp", " °C"),
                  "sbp": ("SBP", " mmHg"), "dbp": ("DBP", " mmHg"), "bp": ("BP", " mmHg"), "on_oxygen": ("O2", ""),

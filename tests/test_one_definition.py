@@ -280,3 +280,15 @@ def test_a_reading_becomes_named_inputs() -> None:
     assert float(y.values[0, FEATURE["consciousness"]]) == 0.0 and y.mask[0, FEATURE["consciousness"]] == 1.0
     assert float(y.delta_hours[0, FEATURE["hr"]]) == 1.5 and float(y.last_values[0, FEATURE["spo2"]]) == 93.0
     assert y.last_mask[0, FEATURE["rr"]] == 0 and y.delta_hours[0, FEATURE["rr"]] == MAX_DELTA_HOURS
+
+
+def test_the_ward_views_control_commands_are_what_the_alert_service_reads() -> None:
+    """`alerts.control` has one codec: what the ward view encodes, the alert service parses back unchanged."""
+    from alerts.messages import Acknowledge, Snooze, encode_command, parse_command
+
+    for command in (
+        Acknowledge(patient_id="P00001", alert_id="a1", ts_ms=1_767_225_600_000, by="nurse-7"),
+        Acknowledge(patient_id="P00002", alert_id="a2", ts_ms=0),
+        Snooze(patient_id="P00003", until_ts_ms=1_767_229_200_000, ts_ms=1_767_225_600_000, by="dr-1"),
+    ):
+        assert parse_command(encode_command(command)) == command
