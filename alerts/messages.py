@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from inference.records import DOMINANT, Risk, RiskDecodeError, decode_risk, format_explanation
+from ingest import MAX_ID_LENGTH
+from runtime.records import json_object
 
 RAISED: Final = "raised"
 ESCALATED: Final = "escalated"
@@ -33,7 +35,6 @@ RESOLVED: Final = "resolved"
 ACKNOWLEDGED: Final = "acknowledged"
 STATUSES: Final = (RAISED, ESCALATED, RESOLVED, ACKNOWLEDGED)
 
-MAX_ID_LENGTH: Final = 128
 
 
 class MessageError(ValueError):
@@ -114,18 +115,6 @@ def alert_explanation(reading: Risk) -> dict[str, Any]:
     return why
 
 
-def _object(data: bytes | str | None) -> dict[str, Any]:
-    if data is None:
-        raise MessageError("value=None: expected a JSON object")
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MessageError(f"value is not JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise MessageError(f"value={type(obj).__name__}: expected a JSON object")
-    return obj
-
-
 def _text(obj: dict[str, Any], name: str, optional: bool = False) -> str | None:
     value = obj.get(name)
     if value is None and optional:
@@ -156,7 +145,7 @@ def parse_risk(data: bytes | str | None) -> RiskReading:
 
 def parse_command(data: bytes | str | None) -> Command:
     """Decode and check an `alerts.control` record value; raises MessageError naming the bad field."""
-    obj = _object(data)
+    obj = json_object(data, MessageError)
     command = obj.get("command")
     patient_id = _text(obj, "patient_id")
     assert patient_id is not None
@@ -168,6 +157,14 @@ def parse_command(data: bytes | str | None) -> Command:
     if command == "snooze":
         return Snooze(patient_id=patient_id, until_ts_ms=_int(obj, "until_ts_ms"), ts_ms=_int(obj, "ts_ms"), by=by)
     raise MessageError(f"command={command!r}: expected 'acknowledge' or 'snooze'")
+
+
+def encode_command(command: Command) -> bytes:
+    """An `alerts.control` record value (what `parse_command` reads back); key it by `command.patient_id`."""
+    obj: dict[str, Any] = {"command": "acknowledge" if isinstance(command, Acknowledge) else "snooze", **asdict(command)}
+    if obj["by"] is None:
+        del obj["by"]
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 # -- the explanation in words (the demo's summary line; the ward view words it the same way) ------

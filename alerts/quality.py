@@ -23,6 +23,7 @@ from alerts.rules import DATA_GAP_RULE, Rules
 
 MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 24 * MS_PER_HOUR
+HORIZON_MS = 12 * MS_PER_HOUR  # an alert this long before an event catches it
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,7 @@ def run_rules(readings: Sequence[RiskReading], rules: Rules) -> list[AlertEvent]
 
 
 def evaluate(
-    readings: Sequence[RiskReading], events: Sequence[OutcomeEvent], rules: Rules, *, name: str, horizon_ms: int = 12 * MS_PER_HOUR
+    readings: Sequence[RiskReading], events: Sequence[OutcomeEvent], rules: Rules, *, name: str, horizon_ms: int = HORIZON_MS
 ) -> Quality:
     """Quality of one rule set on one cohort's risk records and ground-truth events."""
     kept = censor(readings, events)
@@ -116,7 +117,7 @@ def compare(
     events: Sequence[OutcomeEvent],
     rule_sets: Mapping[str, Rules],
     *,
-    horizon_ms: int = 12 * MS_PER_HOUR,
+    horizon_ms: int = HORIZON_MS,
 ) -> list[Quality]:
     """Each named rule set (e.g. default, news2_only, model_only) on the same cohort."""
     return [evaluate(readings, events, rules, name=name, horizon_ms=horizon_ms) for name, rules in rule_sets.items()]

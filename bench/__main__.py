@@ -7,8 +7,6 @@ writes bench/results/latest.json, latest.md and profile.md with the machine and 
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import shutil
 import sys
 import tempfile
@@ -16,10 +14,9 @@ import time
 from pathlib import Path
 
 from bench import explain, hot_path, latency, peer_quix, report, scale_out, scorer, state_scale
-from bench.common import PARTITIONS, broker, cohort_input, machine
+from bench.common import PARTITIONS, broker, cohort_input, logger, run_parser, run_record
 from bench.throughput import run_preloaded
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 MODES = {
     # readings, patients, naive/peer time cap (s), latency loads (/s) and seconds, state sizes, scale-out cap (s)
@@ -30,25 +27,15 @@ MODES = {
 }
 
 
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+log = logger("bench")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="CI-size run (a few minutes)")
-    parser.add_argument("--checkpoint", default=scorer.CHECKPOINT, help="model for every scenario ('untrained' works)")
-    parser.add_argument("--results", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+    args = run_parser("bench", __doc__, "CI-size run (a few minutes)", "model for every scenario ('untrained' works)").parse_args(argv)
     mode = "quick" if args.quick else "full"
     size = MODES[mode]
     started = time.monotonic()
-    result: dict = {
-        "mode": mode,
-        "command": "python -m bench" + ("".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))),
-        "started_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": machine(),
-    }
+    result: dict = run_record("bench", mode, argv)
     from inference.service import load_model
 
     result["model"] = load_model(args.checkpoint)[1]

@@ -16,8 +16,6 @@ Writes bench/results/batching.json and batching.md with the machine and the comm
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import shutil
 import sys
@@ -26,18 +24,16 @@ import time
 from pathlib import Path
 
 from bench import peer_quix, scorer
-from bench.common import PARTITIONS, broker, cohort_input, machine
+from bench.common import PARTITIONS, broker, cohort_input, in_records, logger, run_parser, run_record
 from bench.throughput import run_preloaded
 from runtime.kafka.client import CLIENTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PER_PATIENT = (1, 5, 30)
 # Readings in each end-to-end backlog, and the core's timed batches.
 SIZES = {"quick": {"readings": 60_000, "core_batches": 6}, "full": {"readings": 150_000, "core_batches": 15}}
 
 
-def log(message: str) -> None:
-    print(f"[bench.batching {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+log = logger("bench.batching")
 
 
 def core_rate(per_patient: int, batch: int, batches: int, checkpoint: str) -> float:
@@ -48,7 +44,7 @@ def core_rate(per_patient: int, batch: int, batches: int, checkpoint: str) -> fl
     data = cohort_input(batch * (batches + 1), batch // per_patient, seed=11)
     # cohort_input is in event-time order, one reading per patient per minute: `per_patient`
     # consecutive minutes of every patient make one batch of `batch` records.
-    records = _in_records(data.records)
+    records = in_records(data.records)
     model, version = load_model(checkpoint)
     processor = build_scorer(ScoreConfig(metrics_port=-1), StreamMetrics(new_registry(), "score"), model, version)
     for partition in range(PARTITIONS):
@@ -63,36 +59,13 @@ def core_rate(per_patient: int, batch: int, batches: int, checkpoint: str) -> fl
     return count / (time.perf_counter() - started)
 
 
-def _in_records(records: list[tuple[bytes, bytes]]) -> list:
-    from kafka.partitioner.default import murmur2
-
-    from runtime.records import InRecord
-    from runtime.topics import VITALS
-
-    offsets = [0] * PARTITIONS
-    out = []
-    for key, value in records:
-        partition = (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
-        out.append(InRecord(VITALS, partition, offsets[partition], key, value, 0))
-        offsets[partition] += 1
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.batching", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller backlogs (a few minutes)")
+    parser = run_parser("bench.batching", __doc__, "smaller backlogs (a few minutes)", "model for the scorer and the peer")
     parser.add_argument("--batch", type=int, default=10_000, help="records per poll (the scorer's --max-poll-records)")
-    parser.add_argument("--checkpoint", default=scorer.CHECKPOINT, help="model for the scorer and the peer")
-    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
     size = SIZES[mode]
-    result: dict = {
-        "mode": mode,
-        "command": "python -m bench.batching" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
-        "started_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": machine(),
+    result: dict = run_record("bench.batching", mode, argv) | {
         "batch": args.batch,
         "core": {},
         "end_to_end": {},

@@ -8,42 +8,29 @@ and the command, and the ratios the lead picks the default client by.
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench import scorer
-from bench.common import PARTITIONS, broker, cohort_input, machine
+from bench.common import PARTITIONS, broker, cohort_input, logger, run_parser, run_record
 from bench.throughput import run_preloaded
 from runtime.kafka.client import CLIENTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {"quick": (60_000, 2_000), "full": (200_000, 10_000)}
 
 
-def log(message: str) -> None:
-    print(f"[bench.clients {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+log = logger("bench.clients")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.clients", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller input (a few minutes)")
-    parser.add_argument("--checkpoint", default=scorer.CHECKPOINT, help="model for the scorer ('untrained' works)")
-    parser.add_argument("--results", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+    args = run_parser("bench.clients", __doc__, "smaller input (a few minutes)", "model for the scorer ('untrained' works)").parse_args(argv)
     mode = "quick" if args.quick else "full"
     readings, patients = SIZES[mode]
     data = cohort_input(readings, patients)
-    result: dict = {
-        "mode": mode,
-        "command": "python -m bench.clients" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
-        "started_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": machine(),
+    result: dict = run_record("bench.clients", mode, argv) | {
         "input": {"readings": len(data.records), "patients": data.patients, "partitions": PARTITIONS},
     }
     logdir = Path(tempfile.mkdtemp(prefix="wardwatch-bench-clients-"))

@@ -8,6 +8,8 @@ Quix Streams.
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import json
 import os
 import platform
@@ -19,15 +21,17 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ingest.contract import Reading, encode_reading
 from runtime.kafka.admin import ensure_topics
+from runtime.records import InRecord
 from runtime.topics import RISK, SCORER_STATE, VITALS, VITALS_DLQ, specs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +41,53 @@ SCORER_TOPICS = (VITALS, RISK, SCORER_STATE, VITALS_DLQ)
 
 
 # -- machine ------------------------------------------------------------------------------------
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def logger(prog: str) -> Callable[[str], None]:
+    """A benchmark's progress lines on stderr, stamped with the time and who writes them."""
+
+    def log(message: str) -> None:
+        print(f"[{prog} {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def run_parser(prog: str, description: str | None, quick_help: str, checkpoint_help: str) -> argparse.ArgumentParser:
+    """A benchmark run's command line: --quick, --checkpoint, --results (add more, then parse)."""
+    from bench.scorer import CHECKPOINT
+
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--checkpoint", default=CHECKPOINT, help=checkpoint_help)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    return parser
+
+
+def in_records(records: Sequence[tuple[bytes, bytes | None]], timestamp_ms: int = 0) -> list[InRecord]:
+    """Keyed `vitals` values as the records a core sees, partitioned as the producer would."""
+    from kafka.partitioner.default import murmur2
+
+    offsets = [0] * PARTITIONS
+    out = []
+    for key, value in records:
+        partition = (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
+        out.append(InRecord(VITALS, partition, offsets[partition], key, value, timestamp_ms))
+        offsets[partition] += 1
+    return out
+
+
+def run_record(prog: str, mode: str, argv: list[str] | None) -> dict[str, Any]:
+    """What every result file starts with: the mode, the exact command, when, and the machine."""
+    return {
+        "mode": mode,
+        "command": f"python -m {prog}" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
+        "started_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine(),
+    }
+
+
 def machine() -> dict[str, object]:
     """Enough about the machine to compare numbers across runs."""
     import kafka

@@ -25,7 +25,7 @@ from bench.common import broker, cohort_input, machine
 from bench.runtime import in_records
 from bench.scorer import CHECKPOINT, command
 from bench.throughput import run_preloaded
-from inference.scorer import EXPLAIN_POLICIES, ScorerProcessor, ScorerSettings
+from inference.processor import EXPLAIN_POLICIES, ScorerProcessor, ScorerSettings
 from inference.service import load_model
 from runtime.metrics import StreamMetrics, new_registry
 

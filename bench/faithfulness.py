@@ -34,7 +34,7 @@ import numpy as np
 from inference import explain
 from inference.features import MAX_DELTA_HOURS, sequence_inputs
 from inference.records import decode_risk
-from inference.scorer import ScorerProcessor, ScorerSettings
+from inference.processor import ScorerProcessor, ScorerSettings
 from inference.service import load_model
 from ingest import decode_reading, encode_reading
 from runtime.metrics import StreamMetrics, new_registry

@@ -14,14 +14,12 @@ import threading
 import time
 from pathlib import Path
 
-from kafka.partitioner.default import murmur2
 from pyinstrument import Profiler
 
-from bench.common import PARTITIONS, Input, Observer, create_topics, fresh_prefix, preload
+from bench.common import Input, Observer, create_topics, fresh_prefix, in_records, preload
 from inference.service import ScoreConfig, build_scorer, load_model
 from runtime.kafka.loop import StreamLoop
 from runtime.metrics import StreamMetrics, new_registry
-from runtime.records import InRecord
 from runtime.service import tune_gc
 from runtime.topics import RISK, VITALS, VITALS_DLQ
 
@@ -111,13 +109,7 @@ def profile_core(data: Input, checkpoint: str, batch: int = 2000) -> tuple[Profi
     model, version = load_model(checkpoint)
     metrics = StreamMetrics(new_registry(), "score")
     processor = build_scorer(ScoreConfig(metrics_port=-1), metrics, model, version)
-    offsets = [0] * PARTITIONS
-    records = []
-    now_ms = int(time.time() * 1000)
-    for key, value in data.records:
-        p = (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
-        records.append(InRecord(VITALS, p, offsets[p], key, value, now_ms))
-        offsets[p] += 1
+    records = in_records(data.records, int(time.time() * 1000))
     tune_gc()
     profiler = Profiler(interval=0.0005)
     started = time.perf_counter()

@@ -7,7 +7,7 @@ recurrent step (and of NEWS2) is taken away, so the ratio isolates what batching
 
 from __future__ import annotations
 
-from inference.scorer import ScorerProcessor
+from inference.processor import ScorerProcessor
 from runtime.records import OutRecord
 
 

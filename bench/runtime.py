@@ -34,7 +34,7 @@ from bench.common import PARTITIONS, PYTHON, REPO, cohort_input, env, machine
 from bench.naive import NaiveScorerProcessor
 from inference import checkpoint
 from inference.model import TorchStep
-from inference.scorer import ScorerProcessor
+from inference.processor import ScorerProcessor
 from inference.service import load_model
 from inference.step import StepRuntime
 from runtime.metrics import StreamMetrics, new_registry

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inference.scorer import ScorerSettings
+from inference.processor import ScorerSettings
 from inference.service import ScoreConfig, load_model
 from runtime import logs
 from runtime.config import add_arguments, load

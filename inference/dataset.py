@@ -16,13 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ingest import Limits, Reading, ReadingId, Rejected, reading_id, validate_object
+from ingest import Reading, unique_readings
 from ingest.contract import VITALS
 from inference.features import FEATURE, FEATURES, MS_PER_HOUR, N_FEATURES, SequenceInputs, array_inputs, observed_columns, sequence_inputs
 from inference.news2 import NEWS2_MAX_AGE_MS, news2
 
-# Offline cohorts are replayed long after the fact: accept any event time.
-OFFLINE_LIMITS = Limits(max_age_ms=2**62, max_future_ms=2**62)
 BINARY_FEATURES = ("on_oxygen", "consciousness")
 
 
@@ -45,20 +43,11 @@ class PatientSeries:
 def applied_readings(raw: Iterable[dict[str, object]]) -> dict[str, list[Reading]]:
     """Per patient, the readings the streaming scorer would apply, in the order it applies them.
 
-    Invalid payloads and duplicates (ingest's identity, `ingest.reading_id`) are dropped; a
-    reading older than the patient's last applied one is late (the scorer dead-letters it).
+    What ingest passes on (valid, each once by `ingest.reading_id`: `ingest.unique_readings`);
+    a reading older than the patient's last applied one is late (the scorer dead-letters it).
     """
-    seen: set[ReadingId] = set()
     by_patient: dict[str, list[Reading]] = {}
-    for obj in raw:
-        try:
-            reading = validate_object(obj, 0, OFFLINE_LIMITS)
-        except Rejected:
-            continue
-        key = reading_id(reading)
-        if key in seen:
-            continue
-        seen.add(key)
+    for reading in unique_readings(raw):
         applied = by_patient.setdefault(reading.patient_id, [])
         if applied and reading.ts_ms < applied[-1].ts_ms:
             continue

@@ -1,13 +1,10 @@
-"""Evaluation: the model against NEWS2 on held-out simulator cohorts, side by side.
+"""Evaluation of the model: its risk against NEWS2, per reading and per stay, side by side.
 
-Per reading: AUROC and AUPRC of the risk (label: an event within the horizon). Per event:
-sensitivity and lead time of alerts. Per patient-day: how many alerts it costs. An alert is
-the rising edge of `score >= threshold` under one rule for both scores (`AlertRule`): the
-condition must hold for `debounce` consecutive readings before an alert is raised, the alert
-stays active until the condition fails, and after a raise no new alert is raised for
-`refractory_minutes`. An event counts as detected when an alert is active at any reading in
-the `window_hours` before it; the lead time is from the first such reading to the event.
-The model's threshold is the highest one whose event sensitivity reaches NEWS2 >= 5's.
+Per reading: AUROC and AUPRC of the risk (label: an event within the horizon), with 95%
+intervals from resampling patients; calibration; per stay, in-hospital death where a cohort
+has outcomes. Model metrics only: what the alerts make of the risk (alerts per patient-day,
+event sensitivity, lead time) is measured by running the real alert engine over the risk
+records, which needs more than this stage (`wardwatch/evaluation.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +20,9 @@ import numpy as np
 import torch
 
 from inference.dataset import PatientSeries, pad
-from inference.features import MS_PER_HOUR
 from inference.model import RiskModel
 
 log = logging.getLogger(__name__)
-
-NEWS2_THRESHOLD = 5  # RCP: aggregate 5 or more calls for an urgent clinical response
-
 
 # -- per-reading discrimination ------------------------------------------------------------
 def _curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,80 +65,6 @@ def auprc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-# -- alerts and events ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class AlertRule:
-    debounce: int = 3  # consecutive readings at or above threshold before an alert is raised
-    refractory_minutes: float = 60.0  # no new raise this soon after the last one
-    window_hours: float = 6.0  # an alert active this long before an event detects it
-
-
-def alerts(ts_ms: np.ndarray, scores: np.ndarray, threshold: float, rule: AlertRule) -> tuple[np.ndarray, np.ndarray]:
-    """(alert active per reading, indices of the readings that raised an alert) for one patient."""
-    above = np.asarray(scores) >= threshold
-    active = np.zeros(len(above), dtype=bool)
-    edges = np.diff(np.r_[0, above.astype(np.int8), 0])
-    raised: list[int] = []
-    last_raise = None
-    # Within one stretch at or above threshold, the raise is the first reading that has been
-    # above for `debounce` readings and is out of the previous raise's refractory period.
-    for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-        first = int(start) + rule.debounce - 1
-        if last_raise is not None:
-            first = max(first, int(np.searchsorted(ts_ms, last_raise + rule.refractory_minutes * 60_000, side="left")))
-        if first >= end:
-            continue
-        active[first:end] = True
-        raised.append(int(first))
-        last_raise = ts_ms[first]
-    return active, np.asarray(raised, dtype=np.int64)
-
-
-def event_metrics(series: Sequence[PatientSeries], scores: Sequence[np.ndarray], threshold: float, rule: AlertRule) -> dict[str, Any]:
-    """Event sensitivity, lead times (hours), alerts and alerts per patient-day at one threshold."""
-    detected, lead_hours, raised, false_alerts, days = 0, [], 0, 0, 0.0
-    events = 0
-    for s, score in zip(series, scores):
-        ts = s.inputs.ts_ms
-        active, raises = alerts(ts, score, threshold, rule)
-        raised += len(raises)
-        days += max(float(ts[-1] - ts[0]), 60_000.0) / (24 * MS_PER_HOUR)
-        if s.event_ts_ms is None:
-            false_alerts += len(raises)
-            continue
-        events += 1
-        in_window = (s.event_ts_ms - ts) <= rule.window_hours * MS_PER_HOUR
-        false_alerts += int((~in_window[raises]).sum())
-        hits = np.flatnonzero(active & in_window)
-        if hits.size:
-            detected += 1
-            lead_hours.append((s.event_ts_ms - ts[hits[0]]) / MS_PER_HOUR)
-    return {
-        "threshold": float(threshold),
-        "events": events,
-        "detected": detected,
-        "sensitivity": detected / events if events else float("nan"),
-        "median_lead_hours": float(np.median(lead_hours)) if lead_hours else float("nan"),
-        "lead_hours": [round(x, 3) for x in lead_hours],
-        "alerts": raised,
-        "patient_days": round(days, 3),
-        "alerts_per_patient_day": raised / days if days else float("nan"),
-        "false_alerts": false_alerts,  # raised outside the window before an event
-        "false_alerts_per_patient_day": false_alerts / days if days else float("nan"),
-    }
-
-
-def matched_threshold(series: Sequence[PatientSeries], scores: Sequence[np.ndarray], target: float, rule: AlertRule) -> float:
-    """The highest threshold whose event sensitivity is at least `target` (fewest alerts for it)."""
-    pooled = np.concatenate(list(scores))
-    candidates = np.unique(np.quantile(pooled, np.r_[np.linspace(0.0, 0.9, 91), np.linspace(0.9, 1.0, 301)]))[::-1]
-    best = float(candidates[-1])
-    for threshold in candidates:  # high to low: the first that reaches the target wins
-        if event_metrics(series, scores, float(threshold), rule)["sensitivity"] >= target - 1e-9:
-            return float(threshold)
-    return best
-
-
 # -- scoring and one cohort ----------------------------------------------------------------
 @torch.no_grad()
 def score(model: RiskModel, series: Sequence[PatientSeries], batch: int = 256) -> list[np.ndarray]:
@@ -172,23 +91,20 @@ class CohortResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def evaluate_cohort(name: str, description: dict[str, Any], series: list[PatientSeries], risk: list[np.ndarray], rule: AlertRule) -> CohortResult:
-    """All metrics for one cohort: model and NEWS2 side by side."""
+def evaluate_cohort(name: str, description: dict[str, Any], series: list[PatientSeries], risk: list[np.ndarray]) -> CohortResult:
+    """The model metrics for one cohort: model and NEWS2 side by side."""
     labels = np.concatenate([s.labels for s in series])
     model_scores = np.concatenate(risk)
     news2_scores = np.concatenate([s.news2 for s in series]).astype(np.float64)
-    news2_lists = [s.news2.astype(np.float64) for s in series]
-    news2_events = event_metrics(series, news2_lists, NEWS2_THRESHOLD, rule)
-    threshold = matched_threshold(series, risk, news2_events["sensitivity"], rule)
-    model_events = event_metrics(series, risk, threshold, rule)
     summary = {
         "cohort": description,
         "patients": len(series),
         "readings": int(labels.size),
         "positive_readings": int(labels.sum()),
         "prevalence": float(labels.mean()),
-        "model": {"auroc": auroc(labels, model_scores), "auprc": auprc(labels, model_scores), "events": model_events},
-        "news2": {"auroc": auroc(labels, news2_scores), "auprc": auprc(labels, news2_scores), "events": news2_events},
+        "events": sum(s.event_ts_ms is not None for s in series),
+        "model": {"auroc": auroc(labels, model_scores), "auprc": auprc(labels, model_scores)},
+        "news2": {"auroc": auroc(labels, news2_scores), "auprc": auprc(labels, news2_scores)},
     }
     return CohortResult(name, description, series, risk, summary)
 
@@ -198,49 +114,37 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "n/a" if x != x else f"{x:.{digits}f}"
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """The human-readable report."""
-    rule = report["alert_rule"]
+def markdown(report: dict[str, Any], sections: Sequence[str] = ()) -> str:
+    """The human-readable report; `sections` (Markdown) go after the model's table."""
     lines = [
         "# Model vs NEWS2 on held-out cohorts",
         "",
         f"Model `{report['model_version']}`; horizon {report['horizon_hours']:g} h. Command: `{report['command']}`",
         "",
-        f"Alert rule (both scores): raise after {rule['debounce']} consecutive readings at or above the threshold, "
-        f"active until a reading falls below it, at most one raise per {rule['refractory_minutes']:g} min; an event is "
-        f"detected when an alert is active within {rule['window_hours']:g} h before it. NEWS2 threshold {NEWS2_THRESHOLD}; "
-        "the model's threshold is the highest giving at least NEWS2's event sensitivity.",
-        "",
-        "| cohort | patients | events | prevalence | AUROC model | AUROC NEWS2 | AUPRC model | AUPRC NEWS2 "
-        "| sensitivity model / NEWS2 | median lead h model / NEWS2 | alerts/patient-day model / NEWS2 "
-        "| false alerts/patient-day model / NEWS2 | model threshold |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| cohort | patients | events | prevalence | AUROC model | AUROC NEWS2 | AUPRC model | AUPRC NEWS2 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, c in report["cohorts"].items():
         m, n = c["model"], c["news2"]
-        me, ne = m["events"], n["events"]
         lines.append(
-            f"| {name} | {c['patients']} | {ne['events']} | {_fmt(c['prevalence'], 4)} | **{_fmt(m['auroc'])}** | {_fmt(n['auroc'])} "
-            f"| **{_fmt(m['auprc'])}** | {_fmt(n['auprc'])} | {_fmt(me['sensitivity'], 2)} / {_fmt(ne['sensitivity'], 2)} "
-            f"| {_fmt(me['median_lead_hours'], 2)} / {_fmt(ne['median_lead_hours'], 2)} "
-            f"| **{_fmt(me['alerts_per_patient_day'], 2)}** / {_fmt(ne['alerts_per_patient_day'], 2)} "
-            f"| {_fmt(me['false_alerts_per_patient_day'], 2)} / {_fmt(ne['false_alerts_per_patient_day'], 2)} | {_fmt(me['threshold'], 3)} |"
+            f"| {name} | {c['patients']} | {c['events']} | {_fmt(c['prevalence'], 4)} | **{_fmt(m['auroc'])}** | {_fmt(n['auroc'])} "
+            f"| **{_fmt(m['auprc'])}** | {_fmt(n['auprc'])} |"
         )
-    lines += ["", "Cohorts:", ""]
+    lines += ["", *sections, "Cohorts:", ""]
     lines += [f"- `{name}`: {json.dumps(c['cohort'], sort_keys=True)}" for name, c in report["cohorts"].items()]
     lines += ["", "Plots: " + ", ".join(f"[{p}]({p})" for p in report["plots"]), ""]
     return "\n".join(lines)
 
 
-def plots(results: Sequence[CohortResult], out_dir: Path, rule: AlertRule) -> list[str]:
-    """ROC, PR, calibration and lead-time PNGs (small) into `out_dir`; returns their names."""
+def plots(results: Sequence[CohortResult], out_dir: Path) -> list[str]:
+    """ROC, PR and calibration PNGs (small) into `out_dir`; returns their names."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = []
-    figures = {name: plt.subplots(figsize=(4.2, 3.6), dpi=72) for name in ("roc", "pr", "calibration", "lead_time")}
+    figures = {name: plt.subplots(figsize=(4.2, 3.6), dpi=72) for name in ("roc", "pr", "calibration")}
     for i, r in enumerate(results):
         labels = np.concatenate([s.labels for s in r.series])
         model_scores, news2_scores = np.concatenate(r.risk), np.concatenate([s.news2 for s in r.series]).astype(float)
@@ -256,15 +160,10 @@ def plots(results: Sequence[CohortResult], out_dir: Path, rule: AlertRule) -> li
         figures["calibration"][1].plot(
             [model_scores[which == b].mean() for b in seen], [labels[which == b].mean() for b in seen], "o-", color=color, ms=3, label=r.name
         )
-    first = results[0].summary
-    leads = (first["model"]["events"]["lead_hours"], first["news2"]["events"]["lead_hours"])
-    edges = np.linspace(0, rule.window_hours, 13)
-    figures["lead_time"][1].hist(leads, bins=edges.tolist(), label=["model (matched)", f"NEWS2 >= {NEWS2_THRESHOLD}"])
     axes = {
         "roc": ("false positive rate", "true positive rate", "ROC per reading (solid model, dashed NEWS2)"),
         "pr": ("recall", "precision", "Precision-recall per reading"),
         "calibration": ("predicted risk", "observed event rate", "Calibration (model)"),
-        "lead_time": ("hours before event", "events", f"Lead time, cohort {results[0].name}"),
     }
     for name, (fig, ax) in figures.items():
         xlabel, ylabel, title = axes[name]
@@ -280,21 +179,32 @@ def plots(results: Sequence[CohortResult], out_dir: Path, rule: AlertRule) -> li
     return names
 
 
-def write_report(results: Sequence[CohortResult], out_dir: str | Path, *, model_version: str, horizon_hours: float, rule: AlertRule, command: str) -> dict[str, Any]:
-    """Write report.json, report.md and the PNG plots; returns the report."""
+def write_report(
+    results: Sequence[CohortResult], out_dir: str | Path, *, model_version: str, horizon_hours: float, command: str, sections: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Write report.json (each cohort's summary), report.md (with `sections`) and the PNG plots; returns the report."""
+    out = _report_dir(out_dir)
+    report = _report_head(model_version, horizon_hours, command) | {
+        "cohorts": {r.name: r.summary for r in results},
+        "plots": plots(results, out),
+    }
+    return _written(out, report, markdown(report, sections))
+
+
+def _report_dir(out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {
-        "model_version": model_version,
-        "horizon_hours": horizon_hours,
-        "alert_rule": asdict(rule),
-        "news2_threshold": NEWS2_THRESHOLD,
-        "command": command,
-        "cohorts": {r.name: r.summary for r in results},
-        "plots": plots(results, out, rule),
-    }
+    return out
+
+
+def _report_head(model_version: str, horizon_hours: float, command: str) -> dict[str, Any]:
+    return {"model_version": model_version, "horizon_hours": horizon_hours, "command": command}
+
+
+def _written(out: Path, report: dict[str, Any], text: str) -> dict[str, Any]:
+    """Write report.json and report.md (`text`) into `out`; returns the report."""
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    (out / "report.md").write_text(markdown(report))
+    (out / "report.md").write_text(text)
     log.info("report written dir=%s", out)
     return report
 
@@ -320,30 +230,17 @@ def shifted_options() -> dict[str, object]:
     return options
 
 
-def evaluate_model(
-    model: RiskModel,
-    model_version: str,
-    cohorts: Sequence[tuple[str, int, dict[str, object]]],
-    *,
-    patients: int,
-    hours: float,
-    rule: AlertRule,
-    out_dir: str | Path,
-    command: str,
-) -> dict[str, Any]:
-    """Generate each (name, seed, options) cohort, score it at full cadence, and write the report."""
+def simulated_cohort(model: RiskModel, name: str, seed: int, options: dict[str, object], *, patients: int, hours: float) -> tuple[CohortResult, object]:
+    """Generate one held-out simulator cohort, score it at full cadence and measure the model;
+    returns the result and the cohort (a `sim.cohort.Cohort`)."""
     from inference.dataset import cohort_series, make_cohort
 
-    horizon = model.config.horizon_hours
-    results = []
-    for name, seed, options in cohorts:
-        description, cohort = make_cohort(patients, hours, seed, **options)
-        series = cohort_series(cohort, horizon)
-        result = evaluate_cohort(name, description, series, score(model, series), rule)
-        s = result.summary
-        log.info("cohort=%s auroc_model=%.4f auroc_news2=%.4f", name, s["model"]["auroc"], s["news2"]["auroc"])
-        results.append(result)
-    return write_report(results, out_dir, model_version=model_version, horizon_hours=horizon, rule=rule, command=command)
+    description, cohort = make_cohort(patients, hours, seed, **options)
+    series = cohort_series(cohort, model.config.horizon_hours)
+    result = evaluate_cohort(name, description, series, score(model, series))
+    s = result.summary
+    log.info("cohort=%s auroc_model=%.4f auroc_news2=%.4f", name, s["model"]["auroc"], s["news2"]["auroc"])
+    return result, cohort
 
 
 # -- bootstrap intervals (patients resampled) ------------------------------------------------
@@ -419,9 +316,9 @@ def calibration(labels: np.ndarray, risk: np.ndarray, bins: int = 10) -> dict[st
 
 
 # -- cohort directories: real or simulated ---------------------------------------------------
-def evaluate_events(name: str, series: list[PatientSeries], risk: list[np.ndarray], rule: AlertRule, replicates: int = 200) -> dict[str, Any]:
-    """Per-reading discrimination with intervals, events, alerts and calibration for one cohort."""
-    result = evaluate_cohort(name, {}, series, risk, rule).summary
+def evaluate_readings(name: str, series: list[PatientSeries], risk: list[np.ndarray], replicates: int = 200) -> dict[str, Any]:
+    """Per-reading discrimination with intervals and calibration for one cohort."""
+    result = evaluate_cohort(name, {}, series, risk).summary
     labels = np.concatenate([s.labels for s in series])
     patient = np.concatenate([np.full(len(s), i) for i, s in enumerate(series)])
     boot = PatientBootstrap(patient, labels, replicates)
@@ -431,7 +328,6 @@ def evaluate_events(name: str, series: list[PatientSeries], risk: list[np.ndarra
     result["news2"].update(_public(news2))
     result["model_minus_news2"] = boot.difference(model, news2)
     result["calibration"] = calibration(labels, np.concatenate(risk))
-    result["events_in_cohort"] = sum(s.event_ts_ms is not None for s in series)
     return result
 
 
@@ -470,18 +366,25 @@ def evaluate_cohort_dirs(
     *,
     split: str,
     split_rule: dict[str, Any] | None,
-    rule: AlertRule,
     out_dir: str | Path,
     command: str,
     replicates: int = 200,
+    alerts: Any = None,
 ) -> dict[str, Any]:
-    """Score cohort directories (their `split` patients under the checkpoint's split rule) and write the report."""
+    """Score cohort directories (their `split` patients under the checkpoint's split rule) and write the report.
+
+    `alerts`, where given, measures what the alert rules make of the same patients: an object with
+    `measure(path, patient_ids)` (a list of results with `rules` and `to_dict()`) and `markdown(per_cohort)`
+    (the report's section). Alerts need the alert engine, a stage this one does not import: the
+    application passes it in (wardwatch/evaluation.py).
+    """
     from inference.dataset import load_cohort_dir, split_of
     from inference.train import source_name
 
     horizon = model.config.horizon_hours
     cohorts: dict[str, Any] = {}
     figures: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+    measured: dict[str, Any] = {}
     for path in paths:
         loaded = load_cohort_dir(path, horizon)
         source = source_name(path)
@@ -497,30 +400,25 @@ def evaluate_cohort_dirs(
                                  "readings": int(sum(map(len, series))), "imported": bool(loaded.summary.get("imported"))}
         labels = np.concatenate([s.labels for s in series])
         if 0 < labels.sum() < labels.size:
-            entry |= evaluate_events(name, series, risk, rule, replicates)
+            entry |= evaluate_readings(name, series, risk, replicates)
             entry.pop("cohort", None)
             figures.append((name, labels, np.concatenate(risk), np.concatenate([s.news2 for s in series]).astype(np.float64)))
         if loaded.outcomes:
             entry["outcomes"] = evaluate_outcomes(series, risk, loaded.outcomes, max(replicates, 200))
+        if alerts is not None:
+            measured[name] = alerts.measure(path, [s.patient_id for s in series])
+            entry["alerts"] = {q.rules: q.to_dict() for q in measured[name]}
         log.info("cohort=%s patients=%d", name, len(series))
         cohorts[name] = entry
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {
-        "model_version": model_version,
-        "horizon_hours": horizon,
-        "alert_rule": asdict(rule),
-        "news2_threshold": NEWS2_THRESHOLD,
-        "command": command,
+    out = _report_dir(out_dir)
+    report = _report_head(model_version, horizon, command) | {
         "split_rule": split_rule,
         "bootstrap_replicates": replicates,
         "cohorts": cohorts,
         "plots": cohort_plots(figures, cohorts, out),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    (out / "report.md").write_text(cohort_markdown(report))
-    log.info("report written dir=%s", out)
-    return report
+    sections = [alerts.markdown(measured)] if alerts is not None and measured else []
+    return _written(out, report, cohort_markdown(report, sections))
 
 
 def _interval(m: dict[str, Any], key: str) -> str:
@@ -528,8 +426,9 @@ def _interval(m: dict[str, Any], key: str) -> str:
     return f"{_fmt(m[key])} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
-def cohort_markdown(report: dict[str, Any]) -> str:
-    """The report on cohort directories, for a clinician: every number with its 95% interval."""
+def cohort_markdown(report: dict[str, Any], sections: Sequence[str] = ()) -> str:
+    """The report on cohort directories, for a clinician: every number with its 95% interval;
+    `sections` (Markdown) go before the plots."""
     lines = [
         "# Model vs NEWS2 on cohort directories",
         "",
@@ -545,22 +444,19 @@ def cohort_markdown(report: dict[str, Any]) -> str:
             "## Per reading: event within the horizon",
             "",
             "| cohort | patients | events | readings | prevalence | AUROC model | AUROC NEWS2 | model − NEWS2 | AUPRC model | AUPRC NEWS2 "
-            "| sensitivity model / NEWS2 ≥ 5 | median lead h | alerts/patient-day model / NEWS2 | Brier (reference) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| Brier (reference) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, c in events.items():
             m, n, d, cal = c["model"], c["news2"], c["model_minus_news2"], c["calibration"]
-            me, ne = m["events"], n["events"]
             lines.append(
-                f"| {name} | {c['patients']} | {c['events_in_cohort']} | {c['readings']} | {_fmt(c['prevalence'], 4)} "
+                f"| {name} | {c['patients']} | {c['events']} | {c['readings']} | {_fmt(c['prevalence'], 4)} "
                 f"| **{_interval(m, 'auroc')}** | {_interval(n, 'auroc')} "
                 f"| {d['auroc_difference']:+.3f} [{d['auroc_difference_ci'][0]:+.3f}, {d['auroc_difference_ci'][1]:+.3f}] "
-                f"| {_interval(m, 'auprc')} | {_interval(n, 'auprc')} | {_fmt(me['sensitivity'], 2)} / {_fmt(ne['sensitivity'], 2)} "
-                f"| {_fmt(me['median_lead_hours'], 1)} / {_fmt(ne['median_lead_hours'], 1)} "
-                f"| {_fmt(me['alerts_per_patient_day'], 2)} / {_fmt(ne['alerts_per_patient_day'], 2)} "
+                f"| {_interval(m, 'auprc')} | {_interval(n, 'auprc')} "
                 f"| {_fmt(cal['brier'], 4)} ({_fmt(cal['brier_reference'], 4)}) |"
             )
-        lines += ["", "The model's alert threshold is the highest giving at least NEWS2 ≥ 5's event sensitivity (same alert rule for both).", ""]
+        lines += [""]
     outcomes = {k: c["outcomes"] for k, c in report["cohorts"].items() if "outcomes" in c}
     if outcomes:
         lines += ["## Per stay: in-hospital death", "",
@@ -574,7 +470,7 @@ def cohort_markdown(report: dict[str, Any]) -> str:
         lines += ["", "SAPS-I and SOFA are the severity scores of the outcomes file (they use laboratory values too; "
                   "stays without one are left out of its row); the model and NEWS2 see vital signs only. The model's risk is "
                   "calibrated for its own task, not for death.", ""]
-    lines += ["Plots: " + ", ".join(f"[{p}]({p})" for p in report["plots"]), ""]
+    lines += [*sections, "Plots: " + ", ".join(f"[{p}]({p})" for p in report["plots"]), ""]
     return "\n".join(lines)
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from inference.news2 import PARAMETERS
+from ingest import MAX_ID_LENGTH
+from runtime.records import json_object
 
 # The explanation's names (inference/explain.py computes them; written here, the contract).
 INPUT_GROUPS: Final = ("hr", "rr", "spo2", "temp", "bp", "on_oxygen", "acvpu")
@@ -39,7 +41,6 @@ HORIZONS: Final = ("1h", "4h")
 # the way from 0 to the default model alert (0.6). Below it, no one input explains the score.
 DOMINANT: Final = 0.05
 
-MAX_ID_LENGTH: Final = 128
 RISK_DECIMALS: Final = 6  # finer than any threshold; keeps the record short
 
 
@@ -158,13 +159,7 @@ def encode_risk(record: Risk) -> bytes:
 
 def decode_risk(data: bytes | str | None) -> Risk:
     """Decode and check a `risk` record value; raises RiskDecodeError naming the bad field."""
-    if data is None:
-        raise RiskDecodeError("value=None: expected a JSON object")
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RiskDecodeError(f"value is not JSON ({exc})") from None
-    return risk_from_object(obj)
+    return risk_from_object(json_object(data, RiskDecodeError))
 
 
 def risk_from_object(obj: Any) -> Risk:

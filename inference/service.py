@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from inference import checkpoint as checkpoints
 from inference.news2 import NEWS2_MAX_AGE_MS
-from inference.scorer import EXPLAIN_POLICIES, ScorerProcessor, ScorerSettings
+from inference.processor import EXPLAIN_POLICIES, ScorerProcessor, ScorerSettings
 from inference.step import OnnxStep, StepRuntime
 from runtime.config import ConfigError, StreamConfig, require, setting
 from runtime.metrics import StreamMetrics

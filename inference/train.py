@@ -72,6 +72,9 @@ class TrainConfig:
     elapsed: bool = True
     real_batch: int = 128
     init_from: str = ""  # a checkpoint directory to start from ('default': the shipped one); its normalisation is kept
+    source_weights: str = ""  # "SOURCE=W,...": multiply that source's loss by W (default 1 each)
+    ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights with this decay per update
+    calibrate_on: str = ""  # comma-separated sources whose validation readings fit the Platt scaling ("" = the real ones with timed events)
 
     def __post_init__(self) -> None:
         if self.seed == self.val_seed:
@@ -83,6 +86,30 @@ class TrainConfig:
         for name in ("val_patients", "epochs", "batch", "chunk", "real_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected at least 1")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema={self.ema}: expected 0 (off) or a decay in (0, 1)")
+        self.source_weight_map  # noqa: B018  (validates the syntax early)
+
+    @property
+    def source_weight_map(self) -> dict[str, float]:
+        """`source_weights` parsed: {source: loss multiplier}."""
+        weights: dict[str, float] = {}
+        for item in (i.strip() for i in self.source_weights.split(",")):
+            if not item:
+                continue
+            name, sep, value = item.partition("=")
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = -1.0
+            if not sep or not name.strip() or not weight > 0:
+                raise ValueError(f"source_weights={self.source_weights!r}: expected SOURCE=W,... with W > 0")
+            weights[name.strip()] = weight
+        return weights
+
+    @property
+    def calibration_list(self) -> list[str]:
+        return [c.strip() for c in self.calibrate_on.split(",") if c.strip()]
 
 
     @property
@@ -252,11 +279,19 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
         if positives == 0:
             raise ValueError(f"training source {source!r} has no positive readings: add patients, hours or cohorts with events")
         pos_weights[source] = torch.tensor((readings - positives) / positives, device=device)
-    log.info("training device=%s sources=%s pos_weights=%s", device, list(train_sets), {k: round(float(v), 2) for k, v in pos_weights.items()})
+    source_weights = config.source_weight_map
+    unknown = sorted(set(source_weights) - set(train_sets)) + sorted(set(config.calibration_list) - set(val_sets))
+    if unknown:
+        raise ValueError(f"source(s) {unknown} named in source_weights/calibrate_on are not training sources {sorted(train_sets)}")
+    log.info("training device=%s sources=%s pos_weights=%s source_weights=%s", device, list(train_sets),
+             {k: round(float(v), 2) for k, v in pos_weights.items()}, source_weights)
 
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=0.5, patience=1)
     generator = torch.Generator().manual_seed(config.seed)
+    # With `ema`, the epochs are judged (and the best kept) on an exponential moving average of
+    # the weights: the per-source, heavily weighted mini-batches make single updates noisy.
+    averaged = copy.deepcopy(model) if config.ema > 0 else None
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"auroc": -1.0}
     stale = 0
@@ -273,16 +308,22 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
                 if not bool(chunk.valid.any()):
                     continue
                 loss = F.binary_cross_entropy_with_logits(logits[chunk.valid], chunk.labels[chunk.valid], pos_weight=pos_weights[source])
+                loss = loss * source_weights.get(source, 1.0)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimiser.step()
+                if averaged is not None:
+                    with torch.no_grad():
+                        for mean_p, p in zip(averaged.parameters(), model.parameters()):
+                            mean_p.lerp_(p, 1.0 - config.ema)
                 losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.3f}")
-        model.cpu()
-        val = {source: validation_metrics(model, series, labels[source]) for source, series in val_sets.items() if _scorable(series)}
-        model.to(device)
+        judged = averaged if averaged is not None else model
+        judged.cpu()
+        val = {source: validation_metrics(judged, series, labels[source]) for source, series in val_sets.items() if _scorable(series)}
+        judged.to(device)
         if not val:
             raise ValueError("no validation split has both positive and negative readings: add patients or cohorts")
         mean_auroc = float(np.mean([v["auroc"] for v in val.values()]))
@@ -292,7 +333,7 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
                  " ".join(f"{source}={m['auroc']:.4f}" for source, m in val.items()))
         plateau.step(mean_auroc)
         if mean_auroc > best["auroc"]:
-            best = {"auroc": mean_auroc, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+            best = {"auroc": mean_auroc, "epoch": epoch, "state": copy.deepcopy(judged.state_dict())}
             stale = 0
         else:
             stale += 1
@@ -304,7 +345,8 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[str, dict[str, An
 
     model.load_state_dict(best["state"])
     model = model.cpu().eval()
-    calibration_sources = ([s for s in real_sources if labels[s] == "events" and _scorable(val_sets.get(s, []))]
+    calibration_sources = (config.calibration_list
+                           or [s for s in real_sources if labels[s] == "events" and _scorable(val_sets.get(s, []))]
                            or [s for s in val_sets if labels[s] == "events" and _scorable(val_sets[s])] or list(val_sets)[:1])
     with torch.no_grad():  # undo the weighting's constant shift (of the calibration source); Platt does the rest
         model.head.bias.sub_(torch.log(pos_weights[calibration_sources[0]].cpu()))

@@ -4,6 +4,7 @@ from ingest.contract import (
     ACVPU_LEVELS,
     ALL_FIELDS,
     CONTENT_TYPE,
+    MAX_ID_LENGTH,
     RANGES,
     SCHEMA_VERSION,
     UNITS,
@@ -12,18 +13,20 @@ from ingest.contract import (
     decode_reading,
     encode_reading,
 )
-from ingest.dedup import ReadingId, reading_id
-from ingest.validate import Limits, Reason, Rejected, parse_reading, validate_object
+from ingest.dedup import ReadingId, reading_id, unique_readings
+from ingest.validate import OFFLINE_LIMITS, Limits, Reason, Rejected, parse_reading, validate_object
 
 __all__ = [
     "ACVPU_LEVELS",
     "ALL_FIELDS",
     "CONTENT_TYPE",
+    "MAX_ID_LENGTH",
     "RANGES",
     "SCHEMA_VERSION",
     "UNITS",
     "VITALS",
     "Limits",
+    "OFFLINE_LIMITS",
     "Reading",
     "ReadingId",
     "Reason",
@@ -32,5 +35,6 @@ __all__ = [
     "encode_reading",
     "parse_reading",
     "reading_id",
+    "unique_readings",
     "validate_object",
 ]

@@ -38,6 +38,9 @@ RANGES: Final = {
 ACVPU_LEVELS: Final = ("A", "C", "V", "P", "U")
 SPO2_SCALES: Final = (1, 2)
 
+# Identifiers (patient_id, device_id, and the ids of records that name a patient): 1-128 characters.
+MAX_ID_LENGTH: Final = 128
+
 REQUIRED: Final = ("patient_id", "device_id", "seq", "ts_ms")
 OPTIONAL: Final = (*VITALS, "on_oxygen", "acvpu", "spo2_scale")
 ALL_FIELDS: Final = (*REQUIRED, *OPTIONAL)

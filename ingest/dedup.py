@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ingest.contract import Reading
+from ingest.validate import OFFLINE_LIMITS, Limits, Rejected, validate_object
 
 SEPARATOR = "\x1f"
 
@@ -55,6 +56,21 @@ class ReadingId(NamedTuple):
 def reading_id(reading: Reading) -> ReadingId:
     """The identity of `reading` for de-duplication."""
     return ReadingId(reading.patient_id, reading.device_id, reading.seq, reading.ts_ms)
+
+
+def unique_readings(raw: Iterable[Any], limits: Limits = OFFLINE_LIMITS) -> Iterator[Reading]:
+    """The readings of a whole recorded batch (a cohort) that ingest passes on, in order: the
+    valid ones, validated and normalised, each once. Offline, so no window bounds the memory."""
+    seen: set[ReadingId] = set()
+    for obj in raw:
+        try:
+            reading = validate_object(obj, 0, limits)
+        except Rejected:
+            continue
+        key = reading_id(reading)
+        if key not in seen:
+            seen.add(key)
+            yield reading
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ingest.contract import ACVPU_LEVELS, ALL_FIELDS, RANGES, SPO2_SCALES, VITALS, Reading
+from ingest.contract import ACVPU_LEVELS, ALL_FIELDS, MAX_ID_LENGTH, RANGES, SPO2_SCALES, VITALS, Reading
 
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_FHIR_BYTES = 512 * 1024  # a Bundle of a few dozen Observations with narrative text
-MAX_ID_LENGTH = 128
 MAX_INTEGER = 2**63 - 1  # fits a signed 64-bit integer for every consumer
 DEFAULT_MAX_FUTURE_MS = 5 * 60 * 1000  # device clocks drift; five minutes is generous
 DEFAULT_MAX_AGE_MS = 7 * 24 * 3600 * 1000  # store-and-forward devices upload late, not this late
@@ -77,6 +76,10 @@ def limits(max_future_ms: int, max_age_ms: int) -> Limits:
     """Limits from the service settings, where 0 switches a time check off (replays)."""
     never = 2**62
     return Limits(max_future_ms=max_future_ms or never, max_age_ms=max_age_ms or never)
+
+
+# Offline cohorts (training, evaluation) are read long after the fact: no time check.
+OFFLINE_LIMITS = limits(max_future_ms=0, max_age_ms=0)
 
 
 def parse_reading(raw: bytes | None, now_ms: int, limits: Limits = Limits()) -> Reading:

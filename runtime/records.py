@@ -43,6 +43,19 @@ def to_json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
+def json_object(data: bytes | str | None, error: type[ValueError] = ValueError) -> dict[str, Any]:
+    """A record value that must be one JSON object, decoded; else `error`, saying what it is instead."""
+    if data is None:
+        raise error("value=None: expected a JSON object")
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise error(f"value is not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise error(f"value={type(obj).__name__}: expected a JSON object")
+    return obj
+
+
 def json_record(
     topic: str,
     key: str | None,

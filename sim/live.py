@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from runtime.kafka.client import KafkaClient, connect
-from runtime.records import JSON_HEADERS, to_json
+from runtime.kafka.paced import Timed, produce_paced, start_ms
+from runtime.records import to_json
 from runtime.topics import SIM_EVENTS, VITALS_RAW
 from sim.cohort import Cohort
 from sim.output import event_record
@@ -37,10 +37,7 @@ BAD_PAYLOADS: tuple[bytes, ...] = (
 
 def live_start_ms(hours: float, speed: float, now_ms: int | None = None) -> int:
     """Event-time start so that a replay at `speed` ends at the wall clock, never ahead of it."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    if speed <= 0:  # as fast as possible: the whole stay lies in the past
-        return now_ms - int(hours * 3_600_000)
-    return now_ms - int(hours * 3_600_000 * (1.0 - 1.0 / speed))
+    return start_ms(hours * 3_600_000, speed, now_ms)
 
 
 def payloads(cohort: Cohort, bad_rate: float, seed: int) -> Iterator[tuple[str | None, int, bytes]]:
@@ -66,32 +63,10 @@ def run_live(
 
     `kafka`: a client (`runtime.kafka.client.from_config`) or a bootstrap address."""
     kafka = connect(kafka) if isinstance(kafka, str) else kafka
-    producer = kafka.producer(client_id="wardwatch-sim", linger_ms=20)
-    events = sorted(cohort.events, key=lambda e: e.event_ts_ms)
-    next_event = 0
-    sent = 0
-    t0_wall = time.monotonic()
-    t0_event = cohort.config.start_ms
-    try:
-        for key, ts, value in payloads(cohort, bad_rate, cohort.config.seed):
-            if stop.is_set():
-                break
-            if speed > 0:
-                delay = (ts - t0_event) / 1000.0 / speed - (time.monotonic() - t0_wall)
-                if delay > 0 and stop.wait(delay):
-                    break
-            while next_event < len(events) and events[next_event].event_ts_ms <= ts:
-                e = events[next_event]
-                producer.send(topic_prefix + SIM_EVENTS, to_json(event_record(e)), key=e.patient_id.encode(),
-                              headers=list(JSON_HEADERS))
-                next_event += 1
-            producer.send(topic_prefix + VITALS_RAW, value, key=key.encode() if key else None, headers=list(JSON_HEADERS))
-            sent += 1
-            if on_sent is not None:
-                on_sent(1)
-        producer.flush(timeout_s=120)
-    finally:
-        producer.close(timeout_s=10)
+    events = [Timed(e.event_ts_ms, e.patient_id.encode(), to_json(event_record(e))) for e in sorted(cohort.events, key=lambda e: e.event_ts_ms)]
+    readings = (Timed(ts, key.encode() if key else None, value) for key, ts, value in payloads(cohort, bad_rate, cohort.config.seed))
+    sent = produce_paced(kafka.producer(client_id="wardwatch-sim", linger_ms=20), topic_prefix + VITALS_RAW, readings,
+                         topic_prefix + SIM_EVENTS, events, speed=speed, start_ms=cohort.config.start_ms, stop=stop, on_sent=on_sent)
     log.info("sim finished records=%d", sent)
     return sent
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from alerts.rules import load_rules
-from alerts.service import AlertProcessor
-from inference.scorer import ScorerProcessor
+from alerts.processor import AlertProcessor
+from inference.processor import ScorerProcessor
 from inference.service import load_model
 from ingest import Reading, encode_reading
 from runtime.metrics import StreamMetrics, new_registry

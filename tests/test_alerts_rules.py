@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from alerts.config import AlertsConfig
+from alerts.service import AlertsConfig
 from alerts.rules import DEFAULT_RULES_PATH, RulesError, load_rules, parse_rules
 from runtime.config import ConfigError, load
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from alerts.rules import load_rules
-from alerts.service import AlertProcessor
+from alerts.processor import AlertProcessor
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord, OutRecord, header
 from runtime.topics import ALERTS, ALERTS_CONTROL, ALERTS_STATE, RISK, VITALS_DLQ

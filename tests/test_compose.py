@@ -37,7 +37,7 @@ def test_every_pipeline_service_runs_the_wardwatch_subcommand_of_its_name(compos
 
 
 def test_metrics_ports_match_the_code_defaults_and_prometheus_scrapes_them(compose: dict) -> None:
-    from alerts.config import AlertsConfig
+    from alerts.service import AlertsConfig
     from inference.service import ScoreConfig
     from ingest.service import IngestConfig
     from wardwatch.commands.sim import SimConfig

@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.dataset import PatientSeries, applied_readings, cohort_series, labels_for, make_cohort
-from inference.evaluate import AlertRule, alerts, auprc, auroc, event_metrics, matched_threshold, roc_curve
-from inference.features import sequence_inputs
-from ingest import Reading
+from inference.dataset import applied_readings, cohort_series, labels_for, make_cohort
+from inference.evaluate import auprc, auroc, roc_curve
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -45,47 +43,6 @@ def test_auprc_of_uninformative_scores_is_the_prevalence() -> None:
 def test_roc_needs_both_classes() -> None:
     with pytest.raises(ValueError, match="positive and negative"):
         roc_curve(np.ones(3), np.arange(3))
-
-
-def test_alert_needs_debounced_readings_and_respects_refractory_period() -> None:
-    ts = np.arange(12) * MINUTE
-    scores = np.array([0, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1], dtype=float)
-    rule = AlertRule(debounce=3, refractory_minutes=60)
-    active, raised = alerts(ts, scores, 0.5, rule)
-    assert raised.tolist() == [6]  # the 2-reading blip does not raise; the stretch at 9-11 is refractory
-    assert active.tolist() == [False] * 6 + [True, True] + [False] * 4
-    _, raised = alerts(ts, scores, 0.5, AlertRule(debounce=3, refractory_minutes=2))
-    assert raised.tolist() == [6, 11]
-
-
-def series(patient_id: str, scores_len: int, event_ts: int | None) -> PatientSeries:
-    readings = [Reading(patient_id, "D", t, t * 10 * MINUTE, hr=80.0) for t in range(scores_len)]
-    inputs = sequence_inputs(readings)
-    zeros = np.zeros(scores_len, dtype=np.int16)
-    return PatientSeries(patient_id, "x", event_ts, inputs, labels_for(inputs.ts_ms, event_ts, 6.0), zeros, zeros.astype(bool))
-
-
-def test_event_sensitivity_lead_time_and_alert_rate() -> None:
-    # 13 readings 10 minutes apart (2 h); event 10 min after the last reading.
-    caught = series("A", 13, 13 * 10 * MINUTE)
-    missed = series("B", 13, 13 * 10 * MINUTE)
-    stable = series("C", 13, None)
-    rising = np.r_[np.zeros(6), np.ones(7)]  # alert active from reading 8 (debounce 3)
-    scores = [rising, np.zeros(13), np.r_[np.ones(4), np.zeros(9)]]
-    m = event_metrics([caught, missed, stable], scores, 0.5, AlertRule(debounce=3, refractory_minutes=60, window_hours=6))
-    assert (m["events"], m["detected"], m["sensitivity"]) == (2, 1, 0.5)
-    assert m["median_lead_hours"] == pytest.approx((130 - 80) / 60)
-    assert m["alerts"] == 2  # one for A, one for the stable patient's early stretch
-    assert m["false_alerts"] == 1
-    assert m["alerts_per_patient_day"] == pytest.approx(2 / (3 * 2 / 24))
-
-
-def test_matched_threshold_is_the_highest_reaching_the_target_sensitivity() -> None:
-    patients = [series(p, 13, 13 * 10 * MINUTE) for p in "AB"]
-    scores = [np.r_[np.zeros(6), np.full(7, 0.9)], np.r_[np.zeros(6), np.full(7, 0.4)]]
-    rule = AlertRule(debounce=1, refractory_minutes=60, window_hours=6)
-    assert matched_threshold(patients, scores, 1.0, rule) == pytest.approx(0.4)
-    assert matched_threshold(patients, scores, 0.5, rule) == pytest.approx(0.9)
 
 
 def test_labels_mark_readings_within_the_horizon_before_the_event() -> None:

@@ -13,7 +13,7 @@ import pytest
 from inference import explain
 from inference.checkpoint import default_checkpoint_path, load_step
 from inference.records import Explanation, Risk, decode_risk, encode_risk, format_explanation
-from inference.scorer import ScorerProcessor, ScorerSettings
+from inference.processor import ScorerProcessor, ScorerSettings
 from inference.state.changelog import MAGIC_V1, decode_row
 from inference.step import OnnxStep
 from ingest import Reading

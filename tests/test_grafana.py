@@ -29,8 +29,8 @@ def dashboard() -> dict:
 
 def exported_series() -> set[str]:
     """Every sample name the services register, built in-process from the real classes."""
-    from alerts.service import AlertMetrics
-    from inference.scorer import ScorerMetrics
+    from alerts.processor import AlertMetrics
+    from inference.processor import ScorerMetrics
     from runtime.metrics import StreamMetrics, new_registry
     from wardwatch.wardview import WardMetrics
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ingest.dedup import DedupSettings
-from ingest.service import IngestProcessor
+from ingest.processor import IngestProcessor
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord, OutRecord, header
 from runtime.topics import INGEST_STATE, VITALS, VITALS_DLQ, VITALS_RAW

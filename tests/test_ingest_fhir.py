@@ -216,7 +216,7 @@ def test_a_device_reference_with_a_base_url_and_version_is_accepted() -> None:
 def test_a_corrected_observation_supersedes_the_value_and_passes_deduplication() -> None:
     import json
 
-    from ingest.service import IngestProcessor
+    from ingest.processor import IngestProcessor
     from runtime.metrics import StreamMetrics, new_registry
     from runtime.records import InRecord
     from runtime.topics import VITALS, VITALS_DLQ, VITALS_RAW
@@ -242,9 +242,9 @@ def test_a_corrected_observation_supersedes_the_value_and_passes_deduplication()
 def test_the_scorer_scores_a_correction_of_the_latest_reading_and_dead_letters_an_older_one_as_late() -> None:
     import json
 
-    from ingest.service import IngestProcessor
+    from ingest.processor import IngestProcessor
     from inference.model import ModelConfig, TorchStep, untrained
-    from inference.scorer import ScorerProcessor, ScorerSettings
+    from inference.processor import ScorerProcessor, ScorerSettings
     from runtime.metrics import StreamMetrics, new_registry
     from runtime.records import InRecord
     from runtime.topics import RISK, VITALS, VITALS_DLQ, VITALS_RAW

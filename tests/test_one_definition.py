@@ -14,7 +14,7 @@ import numpy as np
 import bench.peer_quix
 import inference.dataset
 from alerts.rules import load_rules
-from alerts.service import AlertProcessor
+from alerts.processor import AlertProcessor
 from inference.features import (
     FEATURE,
     FEATURES,
@@ -29,10 +29,10 @@ from inference.features import (
     sequence_inputs,
 )
 from inference.news2 import NEWS2_MAX_AGE_MS
-from inference.scorer import ScorerProcessor, ScorerSettings
+from inference.processor import ScorerProcessor, ScorerSettings
 from inference.service import ScoreConfig
-from ingest import ACVPU_LEVELS, VITALS, Reading, ReadingId, Reason, encode_reading, reading_id, validate_object
-from ingest.service import IngestProcessor
+from ingest import ACVPU_LEVELS, VITALS, Reading, ReadingId, Reason, encode_reading, reading_id, unique_readings
+from ingest.processor import IngestProcessor
 from runtime.filemode import dlq_path, run_file
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord, OutRecord, dead_letter, header
@@ -220,7 +220,7 @@ def test_training_features_equal_serving_features_reading_by_reading() -> None:
     model = _RecordingStep()
     scorer = ScorerProcessor(model, "recording", StreamMetrics(new_registry(), "score"), ScorerSettings(explain="off"))
     # The scorer and the peer read the `vitals` topic: readings as ingest validated and normalised them.
-    values = [encode_reading(validate_object(o, 0, inference.dataset.OFFLINE_LIMITS)) for o in raw]
+    values = [encode_reading(r) for r in unique_readings(raw)]
     records = [InRecord(VITALS_TOPIC, int(str(o["patient_id"])[1:]) % 2, i, None, v, T0) for i, (o, v) in enumerate(zip(raw, values))]
     out: list[OutRecord] = []
     start, sizes = 0, [1, 7, 3, 64]
@@ -280,3 +280,15 @@ def test_a_reading_becomes_named_inputs() -> None:
     assert float(y.values[0, FEATURE["consciousness"]]) == 0.0 and y.mask[0, FEATURE["consciousness"]] == 1.0
     assert float(y.delta_hours[0, FEATURE["hr"]]) == 1.5 and float(y.last_values[0, FEATURE["spo2"]]) == 93.0
     assert y.last_mask[0, FEATURE["rr"]] == 0 and y.delta_hours[0, FEATURE["rr"]] == MAX_DELTA_HOURS
+
+
+def test_the_ward_views_control_commands_are_what_the_alert_service_reads() -> None:
+    """`alerts.control` has one codec: what the ward view encodes, the alert service parses back unchanged."""
+    from alerts.messages import Acknowledge, Snooze, encode_command, parse_command
+
+    for command in (
+        Acknowledge(patient_id="P00001", alert_id="a1", ts_ms=1_767_225_600_000, by="nurse-7"),
+        Acknowledge(patient_id="P00002", alert_id="a2", ts_ms=0),
+        Snooze(patient_id="P00003", until_ts_ms=1_767_229_200_000, ts_ms=1_767_225_600_000, by="dr-1"),
+    ):
+        assert parse_command(encode_command(command)) == command

@@ -147,12 +147,18 @@ def test_train_and_evaluate_on_samples(cohorts: dict[str, Path], tmp_path: Path)
     assert p12["outcomes"]["deaths"] == 4 and {"model_last_risk", "news2_max", "saps_i", "sofa"} <= set(p12["outcomes"]["scores"])
     assert (report_dir / "report.md").read_text().startswith("# Model vs NEWS2 on cohort directories")
     assert (report_dir / "roc.png").stat().st_size > 0
+    # The alerts: the real alert engine over the scorer's risk, on the same patients, with the cohort's events.
+    sepsis = {json.loads(line)["patient_id"] for line in (cohorts["p19"] / "events.jsonl").read_text().splitlines() if line}
+    assert set(p19["alerts"]) == {"default", "news2_only", "model_only"}
+    assert all(q["events"] == len(sepsis) > 0 and q["patient_days"] > 0 for q in p19["alerts"].values())
+    assert all(q["events"] == 0 for q in p12["alerts"].values())
+    assert "## Alerts" in (report_dir / "report.md").read_text()
 
 
 def test_scorer_streams_an_elapsed_model_on_hourly_real_stays_as_training_scores_them(cohorts: dict[str, Path]) -> None:
     """The scorer (one reading at a time, in batches) gives the risk `evaluate` computes from the columnar path."""
     from inference.evaluate import score
-    from inference.scorer import ScorerProcessor, ScorerSettings
+    from inference.processor import ScorerProcessor, ScorerSettings
     from ingest import encode_reading
     from runtime.metrics import StreamMetrics, new_registry
     from runtime.records import InRecord
@@ -185,3 +191,23 @@ def test_scorer_streams_an_elapsed_model_on_hourly_real_stays_as_training_scores
     assert set(streamed) == set(expected)
     for patient, risk in expected.items():
         np.testing.assert_allclose(streamed[patient], risk, rtol=0, atol=1e-5)
+
+
+def test_source_weights_and_calibration_sources_are_parsed_checked_and_recorded(cohorts: dict[str, Path], tmp_path: Path) -> None:
+    """`--source-weights` scales one source's loss; `--calibrate-on sim` fits the Platt scaling on the simulated
+    validation readings instead of the real ones (the population the alert thresholds are set for); `--ema`
+    judges epochs on averaged weights."""
+    assert TrainConfig(patients=1, source_weights="physionet2019=2, sim=0.5").source_weight_map == {"physionet2019": 2.0, "sim": 0.5}
+    for bad in ("physionet2019", "=2", "sim=0", "sim=x"):
+        with pytest.raises(ValueError, match="source_weights"):
+            TrainConfig(patients=1, source_weights=bad)
+    base = dict(patients=6, val_patients=6, hours=6.0, cohorts=str(cohorts["p19"]), hidden=8, epochs=1, val_fraction=0.3,
+                test_fraction=0.2, split_salt="s", real_batch=16, batch=6, threads=1)
+    with pytest.raises(ValueError, match="not training sources"):
+        train(TrainConfig(out=str(tmp_path / "bad"), source_weights="physionet2012=2", **base), progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ema"):
+        TrainConfig(patients=1, ema=1.0)
+    _, metrics = train(TrainConfig(out=str(tmp_path / "ck"), source_weights="physionet2019=3", calibrate_on="sim", ema=0.5, **base),  # type: ignore[arg-type]
+                       progress=False)
+    assert metrics["calibration"]["fitted_on"] == ["sim validation"]
+    assert metrics["train_config"]["source_weights"] == "physionet2019=3"

@@ -10,7 +10,7 @@ from alerts.messages import MessageError, RiskReading, parse_risk
 from inference.model import TorchStep, untrained
 from inference.news2 import PARAMETERS
 from inference.records import Risk, RiskDecodeError, decode_risk, encode_risk, explanation_from_object, format_risk
-from inference.scorer import ScorerProcessor
+from inference.processor import ScorerProcessor
 from ingest import Reading, encode_reading
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord

@@ -14,7 +14,7 @@ from ingest import Reading, encode_reading
 from inference.export import export_step
 from inference.features import sequence_inputs
 from inference.model import ModelConfig, RiskModel, untrained
-from inference.scorer import ScorerProcessor, ScorerSettings
+from inference.processor import ScorerProcessor, ScorerSettings
 from inference.state.changelog import decode_row
 from inference.step import OnnxStep
 from runtime.metrics import StreamMetrics, new_registry

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ingest import Reading, encode_reading
-from inference.scorer import ScorerProcessor
+from inference.processor import ScorerProcessor
 from inference.service import load_model
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord

@@ -18,7 +18,7 @@ import pytest
 
 from inference import checkpoint
 from inference.model import TorchStep
-from inference.scorer import ScorerProcessor
+from inference.processor import ScorerProcessor
 from ingest import encode_reading
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord

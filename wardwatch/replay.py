@@ -15,23 +15,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.kafka.client import KafkaClient, connect
-from runtime.records import JSON_HEADERS, to_json
+from runtime.kafka.paced import Timed, produce_paced, start_ms
+from runtime.records import to_json
 from runtime.topics import SIM_EVENTS, VITALS_RAW
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ReplayRecord:
-    key: bytes | None
-    ts_ms: int | None  # shifted event time, None for a line that is not a reading
-    value: bytes
 
 
 def _event_time(obj: object) -> int | None:
@@ -61,14 +53,11 @@ def cohort_span(path: str | Path) -> tuple[int, int]:
 
 def replay_offset(first_ms: int, last_ms: int, speed: float, now_ms: int | None = None) -> int:
     """Milliseconds to add to every event time so the replay ends at `now_ms`, never ahead of it."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    span = last_ms - first_ms
-    start = now_ms - span if speed <= 0 else now_ms - int(span * (1.0 - 1.0 / speed))
-    return start - first_ms
+    return start_ms(last_ms - first_ms, speed, now_ms) - first_ms
 
 
-def records(path: str | Path, offset_ms: int) -> Iterator[ReplayRecord]:
-    """Every line of readings.jsonl as a record, event times shifted by `offset_ms`."""
+def records(path: str | Path, offset_ms: int) -> Iterator[Timed]:
+    """Every line of readings.jsonl as a record, event times shifted by `offset_ms` (None for a line that is not a reading)."""
     with open(Path(path) / "readings.jsonl", "rb") as f:
         for raw in f:
             line = raw.rstrip(b"\r\n")
@@ -77,15 +66,15 @@ def records(path: str | Path, offset_ms: int) -> Iterator[ReplayRecord]:
             try:
                 obj = json.loads(line)
             except ValueError:
-                yield ReplayRecord(None, None, line)
+                yield Timed(None, None, line)
                 continue
             ts = _event_time(obj)
             if ts is None:
-                yield ReplayRecord(None, None, line)
+                yield Timed(None, None, line)
                 continue
             obj["ts_ms"] = ts + offset_ms
             key = obj.get("patient_id")
-            yield ReplayRecord(key.encode() if isinstance(key, str) else None, ts + offset_ms, to_json(obj))
+            yield Timed(ts + offset_ms, key.encode() if isinstance(key, str) else None, to_json(obj))
 
 
 def events(path: str | Path, offset_ms: int) -> list[dict[str, object]]:
@@ -117,31 +106,8 @@ def run_replay(
     kafka = connect(kafka) if isinstance(kafka, str) else kafka
     first, last = cohort_span(path)
     offset = replay_offset(first, last, speed, now_ms)
-    pending = events(path, offset)
-    producer = kafka.producer(client_id="wardwatch-replay", linger_ms=20)
-    sent, next_event = 0, 0
-    t0_wall, t0_event = time.monotonic(), first + offset
-    paced = t0_event  # pace by the latest event time seen: out-of-order lines never wait
-    try:
-        for record in records(path, offset):
-            if stop.is_set():
-                break
-            if record.ts_ms is not None:
-                paced = max(paced, record.ts_ms)
-            if speed > 0:
-                delay = (paced - t0_event) / 1000.0 / speed - (time.monotonic() - t0_wall)
-                if delay > 0 and stop.wait(delay):
-                    break
-            while next_event < len(pending) and int(str(pending[next_event]["event_ts_ms"])) <= paced:
-                e = pending[next_event]
-                producer.send(topic_prefix + SIM_EVENTS, to_json(e), key=str(e["patient_id"]).encode(), headers=list(JSON_HEADERS))
-                next_event += 1
-            producer.send(topic_prefix + VITALS_RAW, record.value, key=record.key, headers=list(JSON_HEADERS))
-            sent += 1
-            if on_sent is not None:
-                on_sent(1)
-        producer.flush(timeout_s=120)
-    finally:
-        producer.close(timeout_s=10)
+    pending = [Timed(int(str(e["event_ts_ms"])), str(e["patient_id"]).encode(), to_json(e)) for e in events(path, offset)]
+    sent = produce_paced(kafka.producer(client_id="wardwatch-replay", linger_ms=20), topic_prefix + VITALS_RAW, records(path, offset),
+                         topic_prefix + SIM_EVENTS, pending, speed=speed, start_ms=first + offset, stop=stop, on_sent=on_sent)
     log.info("replay finished records=%d", sent)
     return sent

@@ -15,12 +15,11 @@ from typing import Any, Final
 
 from alerts.rules import load_rules
 from inference.records import DOMINANT, Risk, RiskDecodeError, format_explanation, risk_from_object
-from ingest.contract import VITALS
+from ingest.contract import MAX_ID_LENGTH, VITALS
 from runtime.topics import ALERTS, RISK
 from runtime.topics import VITALS as VITALS_TOPIC
 
 SEVERITY_ORDER: Final = {"emergency": 3, "urgent": 2, "low_medium": 1, "technical": 0}
-MAX_ID_LENGTH: Final = 128
 EXTRA_FIELDS: Final = ("on_oxygen", "acvpu", "spo2_scale")
 MAX_EXPLAIN_BYTES: Final = 4096  # an alert event's explanation is a few hundred bytes; more is not ours
 

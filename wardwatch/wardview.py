@@ -46,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from alerts.messages import Acknowledge, Command, Snooze, encode_command
 from runtime import metrics as metrics_module
 from runtime.config import KafkaConfig, require, setting
 from runtime.http import HttpServer, ServeSettings
@@ -192,18 +193,17 @@ class Acknowledger:
         self._lock = threading.Lock()
 
     def send(self, patient_id: str, alert_id: str, ts_ms: int, by: str) -> None:
-        self.command({"command": "acknowledge", "patient_id": patient_id, "alert_id": alert_id, "ts_ms": ts_ms, "by": by})
+        self.command(Acknowledge(patient_id=patient_id, alert_id=alert_id, ts_ms=ts_ms, by=by))
 
-    def command(self, command: dict[str, Any]) -> None:
+    def command(self, command: Command) -> None:
         """Produce one control command (keyed by its patient) and wait for Kafka's acknowledgement."""
         from runtime.kafka.client import from_config
 
-        patient_id = command["patient_id"]
         with self._lock:
             if self._producer is None:
                 self._producer = from_config(self.config).producer(client_id="wardwatch-wardview-ack")
-            delivery = self._producer.send_acked(self.config.topic(ALERTS_CONTROL), json.dumps(command, separators=(",", ":")).encode(),
-                                                 key=patient_id.encode())
+            delivery = self._producer.send_acked(self.config.topic(ALERTS_CONTROL), encode_command(command),
+                                                 key=command.patient_id.encode())
         delivery.wait(15)
 
     def close(self) -> None:
@@ -533,7 +533,7 @@ class WardView:
         ts_ms = self.ward.event_time(patient_id)
         if ts_ms == 0:
             return _json(404, {"error": "unknown patient"})
-        command = {"command": "snooze", "patient_id": patient_id, "until_ts_ms": ts_ms + minutes * 60_000, "ts_ms": ts_ms, "by": user.name}
+        command = Snooze(patient_id=patient_id, until_ts_ms=ts_ms + minutes * 60_000, ts_ms=ts_ms, by=user.name)
         try:
             await run_in_threadpool(self.acknowledger.command, command)
         except Exception as exc:

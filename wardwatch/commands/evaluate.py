@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "shifted scenario mix). With --cohort DIR (from `wardwatch import` or `wardwatch sim --output`): scores that "
         "cohort, by default only its patients in the checkpoint's held-out test split. Scores every reading as the "
         "streaming scorer would and compares the model with NEWS2: per-reading AUROC/AUPRC with 95%% intervals from "
-        "resampling patients, event sensitivity, median lead time, alerts per patient-day at matched event sensitivity, "
-        "calibration (reliability, Brier); where the cohort has outcomes, in-hospital death from the last risk of each "
+        "resampling patients, calibration (reliability, Brier); on simulator cohorts also the alerts: the scorer's core "
+        "and the alert engine over the cohort, the shipped rules against NEWS2-only and model-only rules (alerts per "
+        "patient-day, event sensitivity, PPV, median lead time; the same numbers as `wardwatch evaluate-alerts`); where the cohort has outcomes, in-hospital death from the last risk of each "
         "stay against max NEWS2, SAPS-I and SOFA. Writes report.json, report.md and PNG plots to --out. "
         "Needs the training dependencies (PyTorch).",
         add_arguments=add_arguments,
@@ -34,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags (imports PyTorch, for the alert rule's defaults)."""
-    from inference.evaluate import AlertRule
+    """The flags (imports PyTorch: a missing training install is reported here)."""
+    import torch  # noqa: F401
+
+    from wardwatch.commands.evaluate_alerts import add_rule_arguments
 
     p.add_argument("--checkpoint", default="default", help="checkpoint directory, 'default' (the shipped one) or 'untrained'")
     p.add_argument("--out", default=None, help="report directory (default: CHECKPOINT/reports; ./evaluate-untrained for 'untrained')")
@@ -47,18 +50,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shifted-seed", type=int, default=1003, help="seed of the shifted-mix cohort (-1 = none)")
     p.add_argument("--patients", type=int, default=200, help="patients per cohort")
     p.add_argument("--hours", type=float, default=48.0, help="hours of event time per stay")
-    p.add_argument("--debounce", type=int, default=AlertRule.debounce, help="consecutive readings at/above threshold to raise an alert")
-    p.add_argument("--refractory-minutes", type=float, default=AlertRule.refractory_minutes, help="no new alert this soon after a raise")
-    p.add_argument("--window-hours", type=float, default=None, help="an alert active this long before an event detects it (default: the model's horizon)")
+    add_rule_arguments(p, "--alert-horizon-hours")
     p.add_argument("--log-level", default="INFO", help="logging level")
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate; exit code 0 on success, 2 on a bad setting or checkpoint."""
     from inference import checkpoint
-    from inference.evaluate import AlertRule, evaluate_cohort_dirs, evaluate_model, shifted_options
+    from inference.evaluate import evaluate_cohort_dirs, shifted_options
     from inference.model import untrained
-    from inference.service import UNTRAINED_VERSION
+    from inference.service import UNTRAINED_VERSION, load_model
+    from wardwatch.commands.evaluate_alerts import alert_settings
+    from wardwatch.evaluation import CohortDirAlerts, evaluate_simulated
 
     logs.setup(args.log_level, "evaluate")
     try:
@@ -80,12 +83,16 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         log.error("cannot evaluate: %s", exc)
         return 2
-    window = args.window_hours if args.window_hours is not None else model.config.horizon_hours
-    rule = AlertRule(debounce=args.debounce, refractory_minutes=args.refractory_minutes, window_hours=window)
     command = "wardwatch evaluate" + "".join(" " + shlex.quote(a) for a in sys.argv[2:])
+    step, step_version = load_model(args.checkpoint)  # the scorer's runtime, for the alerts
+    if step_version != version:
+        log.error("cannot evaluate: the checkpoint's exported step is %s, its weights %s", step_version, version)
+        return 2
+    settings = alert_settings(args)
     if args.cohort:
-        report = evaluate_cohort_dirs(model, version, args.cohort, split=args.split, split_rule=split_rule, rule=rule,
-                                      out_dir=out, command=command, replicates=args.replicates)
+        report = evaluate_cohort_dirs(model, version, args.cohort, split=args.split, split_rule=split_rule,
+                                      out_dir=out, command=command, replicates=args.replicates,
+                                      alerts=CohortDirAlerts(step, version, settings))
         for name, c in report["cohorts"].items():
             if "model" in c:
                 m, n, d = c["model"], c["news2"], c["model_minus_news2"]
@@ -97,18 +104,24 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{name}: in-hospital death AUROC last risk {o['model_last_risk']['auroc']:.3f} "
                       f"[{o['model_last_risk']['auroc_ci'][0]:.3f}, {o['model_last_risk']['auroc_ci'][1]:.3f}] vs max NEWS2 "
                       f"{o['news2_max']['auroc']:.3f}" + "".join(f"; {k} {o[k]['auroc']:.3f}" for k in ("saps_i", "sofa") if k in o))
+            if "alerts" in c:
+                a = c["alerts"]
+                print(f"{name}: alerts/patient-day model-only rules {a['model_only']['alerts_per_patient_day']:.2f} vs NEWS2-only "
+                      f"{a['news2_only']['alerts_per_patient_day']:.2f} (sensitivity {a['model_only']['sensitivity']} vs "
+                      f"{a['news2_only']['sensitivity']})")
         print(f"report: {out / 'report.md'}")
         return 0
     cohorts: list[tuple[str, int, dict[str, object]]] = [(f"seed{s}", s, {}) for s in seeds]
     if args.shifted_seed >= 0:
         cohorts.append((f"shifted-seed{args.shifted_seed}", args.shifted_seed, shifted_options()))
-    report = evaluate_model(model, version, cohorts, patients=args.patients, hours=args.hours, rule=rule, out_dir=out, command=command)
+    report = evaluate_simulated(model, step, version, cohorts, patients=args.patients, hours=args.hours, settings=settings,
+                                out_dir=out, command=command)
     for name, c in report["cohorts"].items():
-        m, n = c["model"], c["news2"]
+        m, n, a = c["model"], c["news2"], c["alerts"]
         print(
             f"{name}: AUROC model {m['auroc']:.3f} vs NEWS2 {n['auroc']:.3f}; AUPRC {m['auprc']:.3f} vs {n['auprc']:.3f}; "
-            f"sensitivity {m['events']['sensitivity']:.2f} vs {n['events']['sensitivity']:.2f}; "
-            f"alerts/patient-day {m['events']['alerts_per_patient_day']:.2f} vs {n['events']['alerts_per_patient_day']:.2f}"
+            f"alerts/patient-day model-only rules {a['model_only']['alerts_per_patient_day']:.2f} vs NEWS2-only "
+            f"{a['news2_only']['alerts_per_patient_day']:.2f} (sensitivity {a['model_only']['sensitivity']} vs {a['news2_only']['sensitivity']})"
         )
     print(f"report: {out / 'report.md'}")
     return 0

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import ssl
 
 from ingest.gateway import STAGE, Gateway, GatewayConfig
 from ingest.gateway.tokens import TokenError
-from runtime import logs, metrics
-from runtime.config import ConfigError, add_arguments, load
-from runtime.service import stop_on_signals
+from runtime import metrics
+from runtime.config import ConfigError
+from wardwatch.commands import listening, serve_until_stopped, settings_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    settings_command(
+        sub,
         "gateway",
+        GatewayConfig,
+        run,
+        log_name=STAGE,
         help="accept readings over HTTP (JSON or FHIR) and write them to vitals.raw",
         description="POST /v1/readings takes a reading, a JSON array of readings, or a FHIR Observation or Bundle "
         "(Authorization: Bearer TOKEN). Each item is validated and answered on its own (202 all accepted, 207 some, "
@@ -22,31 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Client tokens come from --tokens-file (re-read on change) or WARDWATCH_TOKENS / WARDWATCH_TOKEN, never "
         "the command line. GET /healthz, GET /openapi.json; Prometheus /metrics on --metrics-port.",
     )
-    add_arguments(p, GatewayConfig)
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    config = load(GatewayConfig, args)
-    logs.setup(config.log_level, STAGE)
+def run(config: GatewayConfig) -> int:
     try:
-        gateway = Gateway(config)
+        with listening(config):
+            gateway = Gateway(config)
     except TokenError as exc:
         raise ConfigError(str(exc)) from None
-    except ssl.SSLError as exc:
-        raise ConfigError(f"--tls-certfile={config.tls_certfile} --tls-keyfile={config.tls_keyfile}: not a usable certificate and key ({exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"--host={config.host} --port={config.port}: cannot listen ({exc.strerror or exc})") from None
     try:
         metrics.serve(gateway.registry, config.metrics_port, config.metrics_host)
     except OSError as exc:
         gateway.server.socket.close()
         raise ConfigError(f"--metrics-host={config.metrics_host} --metrics-port={config.metrics_port}: cannot listen ({exc.strerror or exc})") from None
-    stop = stop_on_signals()
-    gateway.start()
-    while not stop.wait(0.5):
-        if not gateway.server.is_alive():
-            gateway.shutdown()
-            return 1
-    gateway.shutdown()
-    return 0
+    return serve_until_stopped(gateway, 0.5)

@@ -4,27 +4,25 @@ from __future__ import annotations
 
 import argparse
 
-from ingest.service import STAGE, IngestConfig, IngestProcessor
-from runtime import logs
-from runtime.config import add_arguments, load
+from ingest.processor import STAGE
+from ingest.service import IngestConfig, build_ingest
 from runtime.service import run_stream
+from wardwatch.commands import settings_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    settings_command(
+        sub,
         "ingest",
+        IngestConfig,
+        run,
+        log_name=STAGE,
         help="validate raw device readings (vitals.raw -> vitals, rejects -> vitals.dlq)",
         description="The front door: every vitals.raw record ends up exactly once in vitals (valid, normalised) "
         "or vitals.dlq (with the reason in headers); accepts plain JSON readings and FHIR R4 vital-signs "
         "Observations or Bundles; de-duplicates by (patient, device, seq). File mode: --input RAW.jsonl --output VITALS.jsonl.",
     )
-    add_arguments(p, IngestConfig)
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    config = load(IngestConfig, args)
-    logs.setup(config.log_level, STAGE)
-    return run_stream(
-        config, lambda metrics: IngestProcessor(metrics, config.limits(), dedup=config.dedup()), stage=STAGE
-    )
+def run(config: IngestConfig) -> int:
+    return run_stream(config, lambda metrics: build_ingest(config, metrics), stage=STAGE)

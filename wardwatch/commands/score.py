@@ -5,29 +5,28 @@ from __future__ import annotations
 import argparse
 
 from inference.service import ScoreConfig, build_scorer, load_model
-from inference.scorer import STAGE
-from runtime import logs
-from runtime.config import add_arguments, load
+from inference.processor import STAGE
 from runtime.kafka.client import COOPERATIVE_STICKY
 from runtime.service import run_stream
 from wardwatch import __version__
+from wardwatch.commands import settings_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    settings_command(
+        sub,
         "score",
+        ScoreConfig,
+        run,
+        log_name=STAGE,
         help="score every reading with the recurrent model and NEWS2 (vitals -> risk)",
         description="Keeps each patient's recurrent state across messages (restored from scorer.state on "
         "partition assignment) and scores readings in batches across patients. Exactly-once via Kafka "
         "transactions. File mode: --input VITALS.jsonl --output RISK.jsonl.",
     )
-    add_arguments(p, ScoreConfig)
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    config = load(ScoreConfig, args)
-    logs.setup(config.log_level, STAGE)
+def run(config: ScoreConfig) -> int:
     model, version = load_model(config.checkpoint, config.model_threads)
     return run_stream(
         config,

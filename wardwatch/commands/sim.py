@@ -11,16 +11,12 @@ import argparse
 import logging
 from dataclasses import dataclass
 
-from runtime import logs
-from runtime import metrics as metrics_module
-from runtime.config import KafkaConfig, add_arguments, load, require, setting
-from runtime.kafka.admin import ensure_topics
-from runtime.kafka.client import from_config, wait_for_broker
+from runtime.config import KafkaConfig, require, setting
 from runtime.service import stop_on_signals
-from runtime.topics import SIM_EVENTS, VITALS_RAW, specs
 from sim.cohort import DEFAULT_START_MS, CohortConfig, generate
 from sim.live import live_start_ms, run_live, write_jsonl
 from sim.output import write_cohort
+from wardwatch.commands import raw_producer, settings_command
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +55,21 @@ class SimConfig(KafkaConfig):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    settings_command(
+        sub,
         "sim",
+        SimConfig,
+        run,
+        log_name="sim",
         help="simulate wearables: live into vitals.raw, a cohort to disk (--output DIR), or a plot (--plot PNG)",
         description="Simulated patients and wearables with ground-truth deterioration events. "
         "Live (default): readings into the vitals.raw topic at --speed times real time. "
         "Offline: --output DIR writes readings.jsonl, events.jsonl, summary.json and readings.npz. "
         "--plot FILE.png draws a few example patients (with --output, both).",
     )
-    add_arguments(p, SimConfig)
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    config = load(SimConfig, args)
-    logs.setup(config.log_level, "sim")
+def run(config: SimConfig) -> int:
     if config.output or config.plot:
         cohort = generate(config.cohort())
         if config.output:
@@ -90,16 +86,8 @@ def run(args: argparse.Namespace) -> int:
         n = write_jsonl(cohort, config.jsonl, config.bad_rate)
         print(f"{n} raw payloads written to {config.jsonl}")
         return 0
-    registry = metrics_module.new_registry()
-    stream = metrics_module.StreamMetrics(registry, "sim")
-    metrics_module.serve(registry, config.metrics_port)
-    kafka = from_config(config)
-    wait_for_broker(kafka)
-    ensure_topics(kafka, specs(VITALS_RAW, SIM_EVENTS), config.partitions, config.replication_factor, config.topic_prefix)
-    sent = stream.records_out.labels("sim", VITALS_RAW)
+    kafka, on_sent = raw_producer(config, "sim")
     log.info("sim live patients=%d hours=%.1f speed=%g", config.patients, config.hours, config.speed)
-    run_live(
-        cohort, kafka, speed=config.speed, stop=stop_on_signals(), bad_rate=config.bad_rate,
-        on_sent=sent.inc, topic_prefix=config.topic_prefix,
-    )
+    run_live(cohort, kafka, speed=config.speed, stop=stop_on_signals(), bad_rate=config.bad_rate, on_sent=on_sent,
+             topic_prefix=config.topic_prefix)
     return 0

@@ -39,6 +39,9 @@ HELP = {
     "test_fraction": "fraction of each cohort directory's patients held out for testing (never read by training)",
     "elapsed": "give the model hours since the stay's first reading (kept in the state)",
     "real_batch": "patients per mini-batch from cohort directories (hourly stays are short)",
+    "source_weights": "SOURCE=W,...: multiply that training source's loss by W (sources: sim, or a cohort's summary source such as physionet2019)",
+    "ema": "0 = off; else judge epochs on (and keep) an exponential moving average of the weights with this decay per update, e.g. 0.998",
+    "calibrate_on": "comma-separated sources whose validation readings fit the Platt scaling (default: the real sources with timed events, else sim)",
     "init_from": "start from this checkpoint directory ('default': the shipped one) instead of random weights; keeps its normalisation",
 }
 

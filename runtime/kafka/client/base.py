@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, Protocol
 
-Headers = list[tuple[str, bytes]]
+from runtime.records import Headers, InRecord
 
 # Special start offsets for `Consumer.assign` and `Consumer.seek` (same values as librdkafka's).
 BEGINNING: Final = -2
@@ -36,17 +36,9 @@ class TopicPartition(NamedTuple):
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed record, with the topic's full name on the cluster."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
-    headers: Headers = field(default_factory=list)
+# One consumed record, with the topic's full name on the cluster: the record type a core sees
+# (the loop hands it on with the topic prefix taken off).
+Record = InRecord
 
 
 @dataclass(frozen=True)
@@ -76,6 +68,19 @@ class GroupFencedError(FatalKafkaError):
 class KafkaConfigError(FatalKafkaError):
     """No new client instance can fix it: not authorised, or the broker does not support what
     the client needs. The configuration must change."""
+
+
+def error_class(*, fenced: bool, misconfigured: bool, fatal: bool) -> type[KafkaClientError]:
+    """Which client error a failure is, the most specific first (one order for every client):
+    another member took this one's group instance id, the configuration must change, this
+    instance is beyond use, or the operation may be retried."""
+    if fenced:
+        return GroupFencedError
+    if misconfigured:
+        return KafkaConfigError
+    if fatal:
+        return FatalKafkaError
+    return KafkaClientError
 
 
 class Delivery(Protocol):

@@ -27,15 +27,13 @@ from runtime.kafka.client.base import (
     COOPERATIVE_STICKY,
     HEARTBEAT_INTERVAL_MS,
     SESSION_TIMEOUT_MS,
-    FatalKafkaError,
-    GroupFencedError,
     Headers,
     KafkaClientError,
-    KafkaConfigError,
     NewTopic,
     Partitions,
     Record,
     TopicPartition,
+    error_class,
 )
 
 NAME = "confluent"
@@ -89,15 +87,8 @@ def _group_fenced(err: KafkaError) -> bool:
 
 
 def _from_kafka_error(err: KafkaError) -> KafkaClientError:
-    cls: type[KafkaClientError]
-    if _group_fenced(err):
-        cls = GroupFencedError
-    elif err.code() in _CONFIG_CODES:
-        cls = KafkaConfigError
-    elif err.fatal() or err.code() in _FATAL_CODES:
-        cls = FatalKafkaError
-    else:
-        cls = KafkaClientError
+    cls = error_class(fenced=_group_fenced(err), misconfigured=err.code() in _CONFIG_CODES,
+                      fatal=err.fatal() or err.code() in _FATAL_CODES)
     return cls(f"{err.name()}: {err.str()}")
 
 

@@ -29,15 +29,14 @@ from runtime.kafka.client.base import (
     HEARTBEAT_INTERVAL_MS,
     RANGE,
     SESSION_TIMEOUT_MS,
-    FatalKafkaError,
     GroupFencedError,
     Headers,
     KafkaClientError,
-    KafkaConfigError,
     NewTopic,
     Partitions,
     Record,
     TopicPartition,
+    error_class,
 )
 
 NAME = "kafka-python"
@@ -96,15 +95,7 @@ def _group_fenced(exc: BaseException) -> bool:
 
 
 def _error(exc: KafkaError) -> KafkaClientError:
-    cls: type[KafkaClientError]
-    if _group_fenced(exc):
-        cls = GroupFencedError
-    elif isinstance(exc, CONFIG):
-        cls = KafkaConfigError
-    elif isinstance(exc, FATAL):
-        cls = FatalKafkaError
-    else:
-        cls = KafkaClientError
+    cls = error_class(fenced=_group_fenced(exc), misconfigured=isinstance(exc, CONFIG), fatal=isinstance(exc, FATAL))
     return cls(repr(exc))
 
 
