@@ -221,11 +221,11 @@ def committed_count(bootstrap: str, topics: list[str]) -> int:
 def verify(bootstrap: str, prefix: str) -> dict[str, Any]:
     """Accounting and equality of every stage's committed output with its core run offline."""
     from alerts.rules import load_rules
-    from alerts.service import AlertProcessor
-    from inference.scorer import ScorerProcessor
+    from alerts.processor import AlertProcessor
+    from inference.processor import ScorerProcessor
     from inference.service import load_model
     from ingest.contract import decode_reading
-    from ingest.service import IngestProcessor
+    from ingest.processor import IngestProcessor
     from ingest.validate import limits
     from runtime.metrics import StreamMetrics, new_registry
 
