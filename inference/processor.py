@@ -45,12 +45,13 @@ log = logging.getLogger(__name__)
 
 STAGE = "score"
 EVICTION_CHECK_MS = 60_000
+IDLE_TIMEOUT_MS = 24 * 3_600_000  # a patient silent this long starts afresh (discharged): state evicted, next reading starts anew
 EXPLAIN_POLICIES = ("selected", "all", "off")
 
 
 @dataclass(frozen=True, slots=True)
 class ScorerSettings:
-    idle_timeout_ms: int = 24 * 3_600_000  # a patient silent this long starts afresh (discharged)
+    idle_timeout_ms: int = IDLE_TIMEOUT_MS
     news2_max_age_ms: int = NEWS2_MAX_AGE_MS  # carried-forward values older than this do not count
     # Which readings get an explanation: "selected" (below), "all", or "off".
     explain: str = "selected"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from inference import checkpoint as checkpoints
 from inference.news2 import NEWS2_MAX_AGE_MS
-from inference.processor import EXPLAIN_POLICIES, ScorerProcessor, ScorerSettings
+from inference.processor import EXPLAIN_POLICIES, IDLE_TIMEOUT_MS, ScorerProcessor, ScorerSettings
 from inference.step import OnnxStep, StepRuntime
 from runtime.config import ConfigError, StreamConfig, require, setting
 from runtime.metrics import StreamMetrics
@@ -26,7 +26,7 @@ UNTRAINED_VERSION = "gru-untrained-seed0"
 class ScoreConfig(StreamConfig):
     metrics_port: int = setting(9103, "port for Prometheus /metrics (0 = any free port, -1 = off)")
     checkpoint: str = setting("default", "model checkpoint directory ('default' = the shipped one, 'untrained' = random weights, needs PyTorch)")
-    idle_timeout_ms: int = setting(24 * 3_600_000, "evict a patient's state after this much event time without readings, ms")
+    idle_timeout_ms: int = setting(IDLE_TIMEOUT_MS, "evict a patient's state after this much event time without readings, ms")
     news2_max_age_ms: int = setting(NEWS2_MAX_AGE_MS, "NEWS2 uses carried-forward values up to this old, ms")
     model_threads: int = setting(1, "ONNX Runtime intra-op threads for the model step")
     explain: str = setting("selected", "which risk records carry an explanation (docs/model.md): selected, all or off",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ingest.dedup import DedupSettings
 from ingest.processor import IngestProcessor
-from ingest.validate import Limits, limits
+from ingest.validate import DEFAULT_MAX_AGE_MS, DEFAULT_MAX_FUTURE_MS, Limits, limits
 from runtime.config import StreamConfig, require, setting
 from runtime.metrics import StreamMetrics
 
@@ -14,8 +14,8 @@ from runtime.metrics import StreamMetrics
 @dataclass(frozen=True)
 class IngestConfig(StreamConfig):
     metrics_port: int = setting(9102, "port for Prometheus /metrics (0 = any free port, -1 = off)")
-    max_future_ms: int = setting(300_000, "reject readings stamped further than this ahead of the ingest clock, ms (0 = no check)")
-    max_age_ms: int = setting(7 * 24 * 3_600_000, "reject readings older than this, ms (0 = no check: replaying old cohorts)")
+    max_future_ms: int = setting(DEFAULT_MAX_FUTURE_MS, "reject readings stamped further than this ahead of the ingest clock, ms (0 = no check)")
+    max_age_ms: int = setting(DEFAULT_MAX_AGE_MS, "reject readings older than this, ms (0 = no check: replaying old cohorts)")
     dedup_window_ms: int = setting(3_600_000, "de-duplication window: forget a device's seqs this far behind its newest reading (event time), ms")
     dedup_max_seqs: int = setting(256, "de-duplication: most seqs remembered per patient and device")
     dedup_max_devices: int = setting(50_000, "de-duplication: most (patient, device) windows kept per partition")

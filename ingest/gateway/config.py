@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Final
 
-from ingest.validate import Limits
+from ingest.validate import DEFAULT_MAX_AGE_MS, DEFAULT_MAX_FUTURE_MS, Limits, limits
 from runtime.config import KafkaConfig, require, setting
 
 STAGE: Final = "gateway"
@@ -39,8 +39,8 @@ class GatewayConfig(KafkaConfig):
     tls_keyfile: str = setting("", "PEM private key of --tls-certfile")
     metrics_port: int = setting(9105, "port for Prometheus /metrics (0 = any free port, -1 = off)")
     metrics_host: str = setting("0.0.0.0", "address /metrics listens on")
-    max_future_ms: int = setting(300_000, "reject readings stamped further than this ahead of the gateway clock, ms (0 = no check)")
-    max_age_ms: int = setting(7 * 24 * 3_600_000, "reject readings older than this, ms (0 = no check)")
+    max_future_ms: int = setting(DEFAULT_MAX_FUTURE_MS, "reject readings stamped further than this ahead of the gateway clock, ms (0 = no check)")
+    max_age_ms: int = setting(DEFAULT_MAX_AGE_MS, "reject readings older than this, ms (0 = no check)")
     kafka_timeout_s: float = setting(10.0, "longest wait for Kafka to acknowledge a request's writes before answering 503, s")
 
     def __post_init__(self) -> None:
@@ -67,5 +67,4 @@ class GatewayConfig(KafkaConfig):
                     "(or --no-auth to accept unauthenticated requests)")
 
     def limits(self) -> Limits:
-        never = 2**62
-        return Limits(max_future_ms=self.max_future_ms or never, max_age_ms=self.max_age_ms or never)
+        return limits(self.max_future_ms, self.max_age_ms)
