@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.soak]
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "score", "alerts")
