@@ -159,6 +159,34 @@ def parse_command(data: bytes | str | None) -> Command:
     raise MessageError(f"command={command!r}: expected 'acknowledge' or 'snooze'")
 
 
+def decode_alert(data: bytes | str | None) -> AlertEvent:
+    """Decode and check an `alerts` record value (what `AlertEvent.to_dict` wrote); raises
+    MessageError naming the bad field."""
+    return alert_from_object(json_object(data, MessageError))
+
+
+def alert_from_object(obj: dict[str, Any]) -> AlertEvent:
+    """`decode_alert` for a value already parsed from JSON."""
+    status = obj.get("status")
+    if status not in STATUSES:
+        raise MessageError(f"status={status!r}: expected one of {', '.join(STATUSES)}")
+    texts = {name: _text(obj, name) for name in ("alert_id", "patient_id", "severity", "rule")}
+    reason = obj.get("reason")
+    if not isinstance(reason, str):
+        raise MessageError(f"reason={reason!r}: expected a string")
+    acknowledged = obj.get("acknowledged", False)
+    if not isinstance(acknowledged, bool):
+        raise MessageError(f"acknowledged={acknowledged!r}: expected true or false")
+    explain = obj.get("explain")
+    if explain is not None and not isinstance(explain, dict):
+        raise MessageError(f"explain={explain!r}: expected an object")
+    return AlertEvent(
+        alert_id=texts["alert_id"], patient_id=texts["patient_id"], ts_ms=_int(obj, "ts_ms"), status=status,  # type: ignore[arg-type]
+        severity=texts["severity"], rule=texts["rule"], reason=reason, raised_ts_ms=_int(obj, "raised_ts_ms"),  # type: ignore[arg-type]
+        acknowledged=acknowledged, by=_text(obj, "by", optional=True), explain=explain,
+    )
+
+
 def encode_command(command: Command) -> bytes:
     """An `alerts.control` record value (what `parse_command` reads back); key it by `command.patient_id`."""
     obj: dict[str, Any] = {"command": "acknowledge" if isinstance(command, Acknowledge) else "snooze", **asdict(command)}

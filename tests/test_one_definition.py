@@ -292,3 +292,22 @@ def test_the_ward_views_control_commands_are_what_the_alert_service_reads() -> N
         Snooze(patient_id="P00003", until_ts_ms=1_767_229_200_000, ts_ms=1_767_225_600_000, by="dr-1"),
     ):
         assert parse_command(encode_command(command)) == command
+
+
+def test_alert_events_decode_to_what_the_alert_service_wrote() -> None:
+    """`alerts` has one codec: the ward view reads events with the decoder beside `AlertEvent`."""
+    import json
+
+    import pytest
+
+    from alerts.messages import AlertEvent, MessageError, decode_alert
+
+    for event in (
+        AlertEvent("a1", "P1", 2_000, "raised", "urgent", "model_risk", "risk 0.64", 2_000, explain={"risk": 0.64, "top": [["rr", 0.3]]}),
+        AlertEvent("a1", "P1", 3_000, "acknowledged", "urgent", "model_risk", "risk 0.64", 2_000, acknowledged=True, by="nurse-7"),
+        AlertEvent("a1", "P1", 4_000, "resolved", "urgent", "model_risk", "cleared", 2_000, acknowledged=True),
+    ):
+        assert decode_alert(json.dumps(event.to_dict()).encode()) == event
+    bad = {**AlertEvent("a1", "P1", 1, "raised", "urgent", "r", "x", 1).to_dict(), "status": "exploded"}
+    with pytest.raises(MessageError, match="status"):
+        decode_alert(json.dumps(bad))

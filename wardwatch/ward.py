@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from alerts.messages import AlertEvent, MessageError, alert_from_object
 from alerts.rules import load_rules
 from inference.records import DOMINANT, Risk, RiskDecodeError, format_explanation, risk_from_object
 from ingest.contract import MAX_ID_LENGTH, VITALS
@@ -112,9 +113,11 @@ class Ward:
                     return "bad_risk"  # not the scorer's contract (inference/records.py)
                 self._risk(self._patient(patient_id), record)
             elif topic == ALERTS:
-                reason = self._alert(patient_id, ts_ms, obj)
-                if reason:
-                    return reason
+                try:
+                    alert = alert_from_object(obj)
+                except MessageError:
+                    return "bad_alert"  # not the alert service's contract (alerts/messages.py)
+                self._alert(alert)
             else:
                 return "unknown_topic"
             self.version += 1
@@ -162,19 +165,17 @@ class Ward:
         if record.explain is not None:
             patient.explain = {**json.loads(format_explanation(record.explain)), "ts_ms": ts_ms, "risk": record.risk}
 
-    def _alert(self, patient_id: str, ts_ms: int, obj: dict[str, Any]) -> str | None:
-        alert_id, status, severity = text_or_none(obj.get("alert_id")), text_or_none(obj.get("status")), text_or_none(obj.get("severity"))
-        if alert_id is None or status is None or severity is None:
-            return "missing_field"
+    def _alert(self, alert: AlertEvent) -> None:
         event = {
-            "alert_id": alert_id, "status": status, "severity": severity, "ts_ms": ts_ms,
-            "rule": text_or_none(obj.get("rule")) or "", "reason": str(obj.get("reason") or "")[:300],
-            "raised_ts_ms": ts_or_none(obj.get("raised_ts_ms")) or ts_ms, "acknowledged": obj.get("acknowledged") is True,
+            "alert_id": alert.alert_id, "status": alert.status, "severity": alert.severity, "ts_ms": alert.ts_ms,
+            "rule": alert.rule, "reason": alert.reason[:300], "raised_ts_ms": alert.raised_ts_ms or alert.ts_ms,
+            "acknowledged": alert.acknowledged,
         }
-        why = obj.get("explain")
-        if isinstance(why, dict) and len(json.dumps(why)) <= MAX_EXPLAIN_BYTES:
+        why = alert.explain
+        if why is not None and len(json.dumps(why)) <= MAX_EXPLAIN_BYTES:
             event["explain"] = why  # shown as text only (the page escapes every string)
-        patient = self._patient(patient_id)
+        alert_id, status = alert.alert_id, alert.status
+        patient = self._patient(alert.patient_id)
         if status in ("raised", "escalated"):
             if "explain" not in event and alert_id in patient.alerts and "explain" in patient.alerts[alert_id]:
                 event["explain"] = patient.alerts[alert_id]["explain"]
@@ -183,13 +184,10 @@ class Ward:
             if alert_id in patient.alerts:
                 patient.alerts[alert_id] = {**patient.alerts[alert_id], "acknowledged": True}
             patient.ack_pending.discard(alert_id)
-        elif status == "resolved":
+        else:  # resolved (decode_alert admits no other status)
             patient.alerts.pop(alert_id, None)
             patient.ack_pending.discard(alert_id)
-        else:
-            return "unknown_status"
-        self.recent.appendleft({**{k: v for k, v in event.items() if k != "explain"}, "patient_id": patient_id})
-        return None
+        self.recent.appendleft({**{k: v for k, v in event.items() if k != "explain"}, "patient_id": alert.patient_id})
 
     def open_alert(self, patient_id: str, alert_id: str) -> dict[str, Any] | None:
         with self.changed:
