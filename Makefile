@@ -41,7 +41,7 @@ UPGRADE ?=
 LOCK_OUT ?= requirements
 LINT_PATHS := wardwatch sim ingest inference alerts runtime
 
-.PHONY: help venv serve-venv serve-check jars lock lock-check lint compose-ready demo test bench bench-full soak soak-test train evaluate plots clean
+.PHONY: help venv serve-venv serve-check jars lock lock-check lint compose-ready demo test bench bench-full soak train evaluate plots clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -131,9 +131,6 @@ bench-full: jars ## full benchmarks (longer)
 
 soak: jars ## the pipeline under a seeded stream of real faults (MINUTES=30 SEED=1 FAULT_EVERY=30) -> bench/results/soak.{json,md}
 	@$(PY) -m bench.soak --minutes $(MINUTES) --seed $(SEED) --fault-every $(FAULT_EVERY)
-
-soak-test: jars ## the short soak test (3 min, seeded faults; not in `make test` while the long soak's one loss is open)
-	@$(PY) -m pytest -m soak tests/test_soak.py $(PYTEST_ARGS)
 
 train: venv ## retrain the shipped model checkpoint
 	@$(PY) -m wardwatch train

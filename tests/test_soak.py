@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.kafka, pytest.mark.soak]
+pytestmark = pytest.mark.kafka
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "score", "alerts")
