@@ -201,10 +201,14 @@ def test_a_stage_paused_past_its_transaction_and_session_timeouts_recovers_by_it
     fault_broker.proxy.forward(delay_s=0.02)
     service = case.spawn(f"{stage}-paused", fault_broker.proxied, topic_prefix, workdir, metrics_port=port)
     try:
-        producer = produce_paced(bootstrap, topic_prefix + case.input_topic, case.items, chunks=60, pause_s=0.5)
+        # Input for over a minute, so several pauses (12 s each, then the recovery) fall while records
+        # still flow: a pause between two transactions aborts nothing and is tried again.
+        producer = produce_paced(bootstrap, topic_prefix + case.input_topic, case.items, chunks=110, pause_s=0.5)
         wait_until(lambda: case.progress(bootstrap, topic_prefix) > 0, timeout_s=120, message=f"{stage} started")
         aborted = 0.0
-        for _attempt in range(3):
+        for _attempt in range(5):
+            if not producer.is_alive():
+                break
             pause(service, PAUSE_S)
             before = case.progress(bootstrap, topic_prefix)
             recovered_within(case, bootstrap, topic_prefix, before)

@@ -216,6 +216,10 @@ class PacedProducer:
         except BaseException as exc:  # reported by join()
             self.error = exc
 
+    def is_alive(self) -> bool:
+        """Whether it is still producing."""
+        return self._thread.is_alive()
+
     def join(self, timeout_s: float = 300.0) -> None:
         self._thread.join(timeout_s)
         if self.error is not None:
