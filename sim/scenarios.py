@@ -125,7 +125,8 @@ def draw_courses(
     latest_h = 0.95 * stay_h
     baseline_h = min(1.0, 0.3 * latest_h)
     duration_h = np.minimum(duration_h, latest_h - baseline_h)  # short stays squeeze the course
-    event_h = rng.uniform(baseline_h + duration_h, latest_h)
+    # min(): baseline_h + (latest_h - baseline_h) can round one ulp above latest_h, which uniform() rejects.
+    event_h = rng.uniform(np.minimum(baseline_h + duration_h, latest_h), latest_h)
     event_slot = np.where(deteriorates, (event_h * per_hour).astype(np.int64), -1)
     onset_slot = np.where(deteriorates, ((event_h - duration_h) * per_hour).astype(np.int64), -1)
     severity = np.where(deteriorates, rng.uniform(*SEVERITY, n), 0.0)
