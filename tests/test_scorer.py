@@ -193,3 +193,55 @@ def test_news2_uses_carried_forward_values_until_they_are_too_old() -> None:
     out = scorer.process(records([sick, later, much_later]))
     scores = [json.loads(r.value)["news2"] for r in out if r.topic == RISK]
     assert scores == [6, 6, 0]
+
+
+def test_several_readings_per_patient_in_a_batch_score_as_one_reading_per_batch() -> None:
+    """A backlog: batches of 1, 5 and 30 readings of each patient, with late readings and patients
+    starting afresh after a long silence, give the same records as one reading per batch."""
+    patients = 6
+    by_patient = [[r for r in make_readings(patients, 60, seed=5) if r.patient_id == f"P{p}"] for p in range(patients)]
+    rng = random.Random(8)
+    for mine in by_patient:  # a few readings arrive after a later one of the same patient: late
+        for i in rng.sample(range(len(mine) - 1), 6):
+            mine[i], mine[i + 1] = mine[i + 1], mine[i]
+    arrival = [mine[i] for i in range(60) for mine in by_patient]  # round robin: k * patients records hold k of each
+    items = records(arrival, partitions=patients)  # a partition each: no patient is evicted while its readings still come
+
+    def outcome(per_patient: int) -> tuple[dict[tuple[str, int], float], list[tuple[object, ...]], list[tuple[object, ...]]]:
+        # idle timeout 2 h: the 3 h gaps of make_readings start patients afresh mid-batch
+        out = run_in_batches(new_scorer(idle_timeout_ms=120 * MIN, explain="all"), items, [per_patient * patients])
+        scored = [json.loads(r.value) for r in out if r.topic == RISK]
+        exact = [(b["patient_id"], b["seq"], b["news2"], b["news2_scores"], b["explain"]["values"], b["explain"]["trend"]["since_ms"])
+                 for b in scored]
+        late = [(r.key, json.loads(r.value)["seq"], header(r, "reason"), header(r, "detail")) for r in out if r.topic == VITALS_DLQ]
+        return risks(out), sorted(exact), late
+
+    one_risks, one_exact, one_late = outcome(1)
+    assert len(one_late) >= 10 and all(reason == "late" for _k, _s, reason, _d in one_late)
+    assert len(one_risks) == len(arrival) - len(one_late)
+    gaps = sum(b.ts_ms - a.ts_ms > 120 * MIN for mine in by_patient for a, b in zip(mine, mine[1:]))
+    assert gaps >= 10  # patients do start afresh
+    for per_patient in (5, 30):
+        got_risks, got_exact, got_late = outcome(per_patient)
+        assert_same_risks(got_risks, one_risks)
+        assert got_exact == one_exact
+        assert sorted(got_late) == sorted(one_late)
+
+
+def test_a_patient_back_after_the_idle_timeout_starts_afresh_within_one_batch() -> None:
+    first = Reading("P1", "D1", 1, T0, hr=130, rr=26, spo2=91.0)
+    second = Reading("P1", "D1", 2, T0 + 30 * MIN, hr=125, rr=24, spo2=92.0, temp=38.5)
+    back = Reading("P1", "D1", 3, T0 + 4 * 60 * MIN, hr=75, spo2=97.0)
+    later = Reading("P1", "D1", 4, T0 + 5 * 60 * MIN, hr=72, rr=15)
+    in_one_batch = new_scorer(idle_timeout_ms=60 * MIN, explain="all").process(records([first, second, back, later], 1))
+    fresh = new_scorer(idle_timeout_ms=60 * MIN, explain="all").process(records([back, later], 1))
+
+    def scored(out: list[OutRecord]) -> list[dict]:
+        return [json.loads(r.value) for r in out if r.topic == RISK and json.loads(r.value)["seq"] >= 3]
+
+    got, expected = scored(in_one_batch), scored(fresh)
+    assert_same_risks({(a["patient_id"], a["seq"]): a["risk"] for a in got}, {(b["patient_id"], b["seq"]): b["risk"] for b in expected})
+    for a, b in zip(got, expected, strict=True):
+        assert (a["news2"], a["news2_scores"], a["explain"]["values"], a["explain"]["trend"]) == (
+            b["news2"], b["news2_scores"], b["explain"]["values"], b["explain"]["trend"])
+        assert [name for name, _ in a["explain"]["top"]] == [name for name, _ in b["explain"]["top"]]
