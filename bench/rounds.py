@@ -1,0 +1,185 @@
+"""The scorer's batch as it was stepped before the batch plan: the baseline of bench/batching.py.
+
+`RoundByRound` is `inference.processor.ScorerProcessor` with `process` as it was until the
+scorer planned each batch whole: round k (the k-th reading of every patient) built its own model
+inputs, gathered its patients' state from the state table and scattered it back, and computed
+NEWS2, explanations and records on its own. Kept here, unchanged, so that one run measures both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from ingest import Reading, Reason, decode_reading
+from inference import explain
+from inference.features import VITAL_COLUMNS, model_inputs, remember
+from inference.news2_batch import news2_batch
+from inference.processor import STAGE, ScorerProcessor
+from inference.records import TRENDED, VALUED, explanation_json
+from inference.state.changelog import encode_row
+from inference.state.table import NEVER
+from runtime.records import JSON_HEADERS, InRecord, OutRecord, dead_letter
+from runtime.topics import RISK, SCORER_STATE, VITALS_DLQ
+
+
+class RoundByRound(ScorerProcessor):
+    """The scorer core with the round-by-round batch (the path before the batch plan)."""
+
+    def process(self, records: Sequence[InRecord]) -> list[OutRecord]:
+        out: list[OutRecord] = []
+        by_patient: dict[str, list[tuple[InRecord, Reading]]] = {}
+        for record in records:
+            try:
+                reading = decode_reading(record.value)  # type: ignore[arg-type]
+            except (ValueError, TypeError) as exc:
+                self.metrics.reject(Reason.UNDECODABLE.value)
+                out.append(dead_letter(VITALS_DLQ, record, stage=STAGE, reason=Reason.UNDECODABLE.value, detail=f"not a reading: {exc}"))
+                continue
+            by_patient.setdefault(reading.patient_id, []).append((record, reading))
+
+        changed: dict[str, int] = {}  # patient id -> partition
+        queues = list(by_patient.items())
+        k = 0
+        while queues:
+            round_items = [(pid, items[k]) for pid, items in queues]
+            out.extend(self._round_by_round(round_items, changed))
+            k += 1
+            queues = [(pid, items) for pid, items in queues if len(items) > k]
+
+        for patient_id, partition in changed.items():
+            row = self.table.rows[patient_id]
+            out.append(
+                OutRecord(
+                    topic=SCORER_STATE,
+                    key=patient_id.encode(),
+                    value=encode_row(self.table, row, self.model_version),
+                    headers=self._state_headers,
+                    partition=partition,
+                )
+            )
+        out.extend(self._evict_idle({p for p in changed.values()}))
+        self.scorer_metrics.active_patients.set(len(self.table))
+        return out
+
+    def _round_by_round(self, items: list[tuple[str, tuple[InRecord, Reading]]], changed: dict[str, int]) -> list[OutRecord]:
+        """Apply one reading per patient, all patients in one model step."""
+        table = self.table
+        out: list[OutRecord] = []
+        rows: list[int] = []
+        applied: list[tuple[InRecord, Reading]] = []
+        for patient_id, (record, reading) in items:
+            row = table.row_of(patient_id, record.partition)
+            last = int(table.last_ts[row])
+            if last != NEVER and reading.ts_ms < last:
+                self.metrics.reject(Reason.LATE.value)
+                out.append(
+                    dead_letter(
+                        VITALS_DLQ, record, stage=STAGE, reason=Reason.LATE.value,
+                        detail=f"ts_ms={reading.ts_ms} is {last - reading.ts_ms} ms older than the last applied reading",
+                    )
+                )
+                continue
+            if last != NEVER and reading.ts_ms - last > self.settings.idle_timeout_ms:
+                table.reset(row)  # same outcome whether or not eviction already ran
+            rows.append(row)
+            applied.append((record, reading))
+        if not rows:
+            return out
+
+        idx = np.asarray(rows, dtype=np.int64)
+        readings = [reading for _record, reading in applied]
+        seen = table.seen_ts[idx]
+        x = model_inputs(readings, seen, table.last_values[idx])
+        ts = x.ts_ms
+        scales = np.fromiter((r.spo2_scale for r in readings), dtype=np.int8, count=len(readings))
+        before = table.hidden[idx]  # a copy: the state before this reading, for the occlusion steps
+        previous_ts = table.last_ts[idx]
+        # The trend grid moves with event time, from the values as they stood before this reading.
+        table.trend_refs[idx] = explain.rotate(
+            table.trend_refs[idx], previous_ts, ts, x.last_values, seen, table.last_risk[idx], self.settings.news2_max_age_ms
+        )
+        started = time.perf_counter()
+        state, risks = self.model.step(before, *x.step_args())
+        table.hidden[idx] = state
+        self.scorer_metrics.inference_seconds.observe(time.perf_counter() - started)
+        table.last_risk[idx] = risks
+        table.seen_ts[idx], table.last_values[idx] = remember(x, seen)
+        table.last_ts[idx] = ts
+
+        now_ms = self.clock() * 1000.0
+        table.spo2_scale[idx] = scales
+        # NEWS2 for the whole round at once, from each patient's values still fresh enough.
+        fresh = table.seen_ts[idx] >= (ts - self.settings.news2_max_age_ms)[:, None]
+        scores = news2_batch(table.last_values[idx], fresh, scales)
+        totals = scores.total.tolist()
+        single3 = scores.single3.tolist()
+        parameter_scores = np.where(scores.present, scores.scores, -1).tolist()
+        risk_values = risks.tolist()
+        explained = self._explain_round(
+            idx, ts, previous_ts, risks, scores.total, scores.single3, (before, *x.step_args())
+        )
+        for i, (record, reading) in enumerate(applied):
+            table.last_offset[rows[i]] = record.offset
+            changed[reading.patient_id] = record.partition
+            if reading.ts_ms > self.stream_time.get(record.partition, NEVER):
+                self.stream_time[record.partition] = reading.ts_ms
+            out.append(
+                OutRecord(
+                    topic=RISK,
+                    key=record.key if record.key is not None else reading.patient_id.encode(),
+                    value=self._risk_json(reading, risk_values[i], totals[i], single3[i], parameter_scores[i], explained.get(i)),
+                    headers=JSON_HEADERS,
+                    timestamp_ms=record.timestamp_ms,
+                )
+            )
+            self.scorer_metrics.event_to_score.observe(max(0.0, (now_ms - record.timestamp_ms) / 1000.0))
+        return out
+
+    def _explain_round(
+        self,
+        idx: np.ndarray,
+        ts: np.ndarray,
+        previous_ts: np.ndarray,
+        risks: np.ndarray,
+        totals: np.ndarray,
+        single3: np.ndarray,
+        inputs: tuple[np.ndarray, ...],
+    ) -> dict[int, str]:
+        """The `explain` JSON of each selected reading of the round, by its index in the round."""
+        chosen = np.nonzero(self._selected(ts, previous_ts, risks, totals, single3))[0]
+        if not chosen.size:
+            return {}
+        started = time.perf_counter()
+        table, max_age = self.table, self.settings.news2_max_age_ms
+        before, values, mask, delta, last_values, last_mask = (a[chosen] for a in inputs)
+        contribution = explain.contributions(self.model, before, values, mask, delta, last_values, last_mask, risks[chosen])
+        rows, at = idx[chosen], ts[chosen]
+        seen_now, values_now = table.seen_ts[rows], table.last_values[rows]
+        since, change = explain.trends(table.trend_refs[rows], at, values_now, seen_now, risks[chosen], max_age)
+        vital_seen = seen_now[:, VITAL_COLUMNS]
+        fresh = (vital_seen != NEVER) & (vital_seen >= (at - max_age)[:, None])
+        # Per reading only lists and dicts from here: numpy did the arithmetic, json writes the text.
+        shown = np.where(fresh, np.round(values_now[:, VITAL_COLUMNS].astype(np.float64), 1), np.nan).tolist()
+        rounded = np.round(change, 1)
+        rounded[:, :, explain.TREND_RISK] = np.round(change[:, :, explain.TREND_RISK], explain.CONTRIBUTION_DECIMALS)
+        by_name = rounded.transpose(0, 2, 1).tolist()  # [n, trended, horizons]
+        order = np.argsort(-np.abs(contribution), axis=1, kind="stable")[:, : explain.TOP]
+        top_values = np.round(np.take_along_axis(contribution, order, axis=1), explain.CONTRIBUTION_DECIMALS).tolist()
+        order_lists, since_lists = order.tolist(), since.tolist()
+        names, groups = TRENDED, explain.GROUP_NAMES
+        out: dict[int, str] = {}
+        for k, i in enumerate(chosen.tolist()):
+            top = [(groups[g], c) for g, c in zip(order_lists[k], top_values[k]) if c != 0.0]
+            values_k = {name: (None if v != v else v) for name, v in zip(VALUED, shown[k])}
+            trend = {}
+            for name, pair in zip(names, by_name[k]):
+                a, b = pair
+                if a == a or b == b:  # not both NaN
+                    trend[name] = (None if a != a else a, None if b != b else b)
+            out[i] = explanation_json(top, values_k, since_lists[k], trend)
+        self.scorer_metrics.explained.inc(len(out))
+        self.scorer_metrics.explain_seconds.observe(time.perf_counter() - started)
+        return out
