@@ -5,8 +5,8 @@ temperature, blood pressure, oxygen, consciousness) the current step is run agai
 patient's state before this reading, with that group's current and carried-forward values
 replaced by a normal adult value (`REFERENCE`: every one scores 0 on NEWS2). The group's
 contribution is the risk now minus the risk with the group at normal: positive when the
-patient's value pushes the risk up. All groups of all explained patients of a round go to the
-model in one extra batched step call, so the method needs forward steps only and runs on any
+patient's value pushes the risk up. All groups of all explained readings of a batch go to the
+model in extra batched step calls (chunks of `CHUNK` rows), so the method needs forward steps only and runs on any
 exported checkpoint, on ONNX Runtime, without PyTorch. A group with no value now and none
 carried forward contributes exactly 0 and costs no step row.
 

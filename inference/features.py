@@ -7,8 +7,10 @@ One transformation, used by every path that feeds the model:
 - `step_inputs` adds what the model needs from before each reading: hours since each input
   was last seen (`delta_hours`), its last value and whether there was one;
 - `model_inputs` is the two together for a batch of readings, given the last-seen state of
-  each row (the scorer: one reading each of many patients, from its state table; the Quix
-  peer: one reading, from its store), and `remember` advances that state;
+  each row (the Quix peer: one reading, from its store), and `remember` advances that state;
+  the scorer calls `observed` and `step_inputs` itself, once per batch, with the last-seen
+  state before each reading from the patient's earlier readings in the batch or else from its
+  state table (inference/processor.py), and `remember` too;
 - `sequence_inputs` / `array_inputs` featurise one patient's whole stay at once (training,
   evaluation): the last-seen state before each reading comes from the readings before it.
 
@@ -50,8 +52,8 @@ _ALERT_CODE: Final = 0  # readings.npz: acvpu holds an index into ingest.contrac
 class ModelInputs:
     """The model's inputs for n readings, each array shaped [n, D] (ts_ms: [n]).
 
-    Either one patient's readings in event-time order (a sequence) or one reading each of n
-    patients (a scorer round)."""
+    Either one patient's readings in event-time order (a sequence) or a scorer batch's readings
+    (many patients, each patient's in order)."""
 
     values: np.ndarray
     mask: np.ndarray
