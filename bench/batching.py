@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         "end_to_end": {},
     }
     result["repeats"] = size["repeats"]
-    result["core"] = {str(b): core(b, size["core_batches"], size["repeats"], args.checkpoint) for b in (args.batch, args.small_batch)}
+    # As many readings per timed run at either batch size: more, smaller batches.
+    result["core"] = {str(b): core(b, size["core_batches"] * args.batch // b, size["repeats"], args.checkpoint)
+                      for b in (args.batch, args.small_batch)}
     if args.core_only:
         _write(args.results, result)
         return 0
@@ -181,6 +183,11 @@ def _write(results: Path, result: dict) -> None:
     log(f"wrote {results / 'batching.json'} and batching.md")
 
 
+def _ratio(a: dict, b: dict) -> str:
+    """a / b, wall clock and (in brackets) per CPU second."""
+    return f"{a['readings_per_s'] / b['readings_per_s']:.2f} ({a['cpu_readings_per_s'] / b['cpu_readings_per_s']:.2f})"
+
+
 def _markdown(r: dict) -> str:
     m = r["machine"]
     names = [f"scorer-{c}" for c in CLIENTS] + ["peer-quix"]
@@ -194,7 +201,8 @@ def _markdown(r: dict) -> str:
         "",
         "## The scorer core alone (`ScorerProcessor.process`, no Kafka)",
         "",
-        f"Readings/s: median of {r['repeats']} interleaved repetitions (wall clock; per CPU second in brackets). "
+        f"Readings/s: median of {r['repeats']} interleaved repetitions, wall clock, and in brackets per CPU second "
+        "(the better measure when the machine is shared: the load average above). "
         "Planned: the scorer as it is now; round by round: the batch it replaced (bench/rounds.py), on the same batches. "
         "Explained: the share of readings the default selection explains (the data differs with the shape: "
         "many patients over minutes, or few over hours).",
@@ -213,10 +221,8 @@ def _markdown(r: dict) -> str:
             new, old = row["planned"], row["round_by_round"]
             lines.append(
                 f"| {k} | {row['patients']:,} | {new['readings_per_s']:,.0f} ({new['cpu_readings_per_s']:,.0f}) "
-                f"| {new['readings_per_s'] / base['planned']['readings_per_s']:.2f} "
-                f"| {old['readings_per_s']:,.0f} ({old['cpu_readings_per_s']:,.0f}) "
-                f"| {old['readings_per_s'] / base['round_by_round']['readings_per_s']:.2f} "
-                f"| {new['readings_per_s'] / old['readings_per_s']:.2f} | {new['explained_fraction']:.0%} "
+                f"| {_ratio(new, base['planned'])} | {old['readings_per_s']:,.0f} ({old['cpu_readings_per_s']:,.0f}) "
+                f"| {_ratio(old, base['round_by_round'])} | {_ratio(new, old)} | {new['explained_fraction']:.0%} "
                 f"| {'yes' if row['same_output'] else 'NO'} |"
             )
     if not r["end_to_end"]:
