@@ -34,7 +34,8 @@ LOOP_PARTS = {
 }
 CORE_PARTS = {
     "decode_reading": "decode_reading (JSON -> Reading)",
-    "_round": "_round (one batched step per round)",
+    "_plan": "_plan (late readings, fresh starts, rounds)",
+    "_apply": "_apply (inputs, one batched step per round, NEWS2, explanations, records)",
     "step": "  of which the model step (ONNX Runtime)",
     "news2_batch": "  of which news2_batch",
     "_risk_json": "  of which _risk_json (risk record formatting)",
