@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import kafka
@@ -242,6 +242,13 @@ class KafkaPythonConsumer:
         else:
             self._c.seek(_tp(tp), offset)
 
+    def pause(self, tps: Sequence[TopicPartition]) -> None:
+        # kafka-python returns no record of a paused partition, even one fetched before the pause.
+        self._c.pause(*[_tp(tp) for tp in tps])
+
+    def resume(self, tps: Sequence[TopicPartition]) -> None:
+        self._c.resume(*[_tp(tp) for tp in tps])
+
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
         try:
             return {tp: self._c.committed(_tp(tp)) for tp in tps}
@@ -267,11 +274,15 @@ class KafkaPythonConsumer:
     def partitions_for(self, topic: str) -> list[int]:
         return sorted(self._c.partitions_for_topic(topic) or ())
 
-    def read_to_end(self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int) -> Iterator[list[Record]]:
+    def read_to_end(self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int,
+                    on_end: Callable[[TopicPartition], None] | None = None) -> Iterator[list[Record]]:
         self.assign({tp: BEGINNING for tp in tps})
         # Under read_committed this is the last stable offset: everything committed so far.
         end = self.end_offsets(tps)
         pending = {tp for tp in tps if end.get(tp, 0) > 0 and self._c.position(_tp(tp)) < end[tp]}
+        for tp in tps:
+            if tp not in pending and on_end is not None:
+                on_end(tp)
         deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
@@ -284,6 +295,8 @@ class KafkaPythonConsumer:
             for tp in list(pending):
                 if self._c.position(_tp(tp)) >= end[tp]:
                     pending.discard(tp)
+                    if on_end is not None:
+                        on_end(tp)
 
     def group_metadata(self) -> Any:
         return self._c.group_metadata()
