@@ -314,6 +314,49 @@ def test_network_cuts_and_slowness_between_a_stage_and_the_broker(
         service.stop()
 
 
+@pytest.mark.both_clients
+def test_a_transaction_whose_records_were_not_delivered_does_not_commit(
+    kafka_client: str, fault_broker: FaultBroker, topic_prefix: str
+) -> None:
+    """The client layer's promise the loop's exactly-once rests on: a commit that returns means
+    every record of the transaction is in the log. Records sent while the connection is a
+    blackhole outlive their delivery timeout; the commit after the network is back must then
+    fail (the loop aborts and rewinds), never succeed without them. (kafka-python on its own
+    commits such a transaction: a retriable error past the delivery timeout fails the batch
+    without failing the transaction.)"""
+    from runtime.kafka.client import KafkaClientError, connect
+
+    topic = topic_prefix + VITALS
+    create_topics(fault_broker.bootstrap, topic_prefix)
+    producer = connect(fault_broker.proxied).producer(
+        client_id="wardwatch-test-undelivered", transactional_id=f"{topic_prefix}undelivered",
+        transaction_timeout_ms=60_000, delivery_timeout_ms=3000, request_timeout_ms=1000)
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        producer.send(topic, b"warm-up", b"k")  # the partition joins the transaction, its leader is known
+        time.sleep(1.0)
+        fault_broker.proxy.blackhole()
+        for i in range(10):
+            producer.send(topic, f"record {i}".encode(), b"k")
+        time.sleep(6.0)  # past the delivery timeout: these batches fail
+        fault_broker.proxy.forward()
+        try:
+            producer.commit_transaction()
+            committed = True
+        except KafkaClientError:
+            committed = False
+    finally:
+        fault_broker.proxy.forward()
+        producer.close(timeout_s=5)
+    got = read_committed(fault_broker.bootstrap, topic, timeout_s=10, quiet_s=2)
+    if committed:
+        assert len(got) == 11, f"the transaction committed, yet {11 - len(got)} of its 11 records are not in the log"
+    else:
+        assert got == [], "an aborted transaction's records are visible"
+    assert not committed, f"{kafka_client}: a transaction whose records failed delivery committed"
+
+
 # -- broker ----------------------------------------------------------------------------------
 # The score stage here; every stage meets broker restarts in the soak (tests/test_soak.py).
 @pytest.mark.parametrize("stage", ["score"])

@@ -428,8 +428,9 @@ class ConfluentClient:
         if transactional_id is not None:
             config["transactional.id"] = transactional_id
             if transaction_timeout_ms is not None:
-                # message.timeout.ms follows it (it must not exceed the transaction timeout).
                 config["transaction.timeout.ms"] = transaction_timeout_ms
+            # librdkafka refuses a message timeout longer than the transaction timeout (60 s by default).
+            config["message.timeout.ms"] = min(delivery_timeout_ms, transaction_timeout_ms or 60_000)
         else:
             config["message.timeout.ms"] = delivery_timeout_ms
         if request_timeout_ms is not None:

@@ -123,10 +123,9 @@ class KafkaPythonProducer:
             future = self._p.send(topic, key=key, value=value, headers=headers or [], partition=partition, timestamp_ms=timestamp_ms)
         except KafkaError as exc:
             raise _error(exc) from exc
-        if not self._transactional:  # a transaction's commit reports failed sends itself
-            self._futures.append(future)
-            if len(self._futures) > 100_000:
-                self._futures = [f for f in self._futures if not f.is_done or f.failed()]
+        self._futures.append(future)
+        if not self._transactional and len(self._futures) > 100_000:
+            self._futures = [f for f in self._futures if not f.is_done or f.failed()]
 
     def send_acked(self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None) -> _Delivery:
         try:
@@ -156,6 +155,7 @@ class KafkaPythonProducer:
         self._call(self._p.init_transactions)
 
     def begin_transaction(self) -> None:
+        self._futures = []
         self._call(self._p.begin_transaction)
 
     def send_offsets_to_transaction(self, offsets: Mapping[TopicPartition, int], group_metadata: Any) -> None:
@@ -163,9 +163,25 @@ class KafkaPythonProducer:
         self._call(self._p.send_offsets_to_transaction, native, group_metadata)
 
     def commit_transaction(self) -> None:
+        # kafka-python commits a transaction even when one of its batches failed without an
+        # abortable error (a retriable error past the delivery timeout, the in-flight batches
+        # of a KIP-360 epoch bump): the offsets would commit without those records. So every
+        # record of the transaction must be acknowledged before the commit is sent, as the
+        # Java client and librdkafka guarantee themselves; one that is not aborts it.
+        futures, self._futures = self._futures, []
+        try:
+            self._p.flush()
+        except KafkaError as exc:
+            raise _error(exc) from exc
+        for f in futures:
+            if not f.is_done:
+                raise KafkaClientError("a record of the transaction was not acknowledged before the commit")
+            if f.failed():
+                raise _error(f.exception) if isinstance(f.exception, KafkaError) else KafkaClientError(repr(f.exception))
         self._call(self._p.commit_transaction)
 
     def abort_transaction(self) -> None:
+        self._futures = []
         self._call(self._p.abort_transaction)
 
     def close(self, timeout_s: float) -> None:
