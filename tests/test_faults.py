@@ -358,25 +358,30 @@ def test_a_transaction_whose_records_were_not_delivered_does_not_commit(
 
 
 # -- broker ----------------------------------------------------------------------------------
-# The score stage here; every stage meets broker restarts in the soak (tests/test_soak.py).
-@pytest.mark.parametrize("stage", ["score"])
+@pytest.mark.parametrize("stage", ["ingest", "score", "alerts"])
 def test_the_broker_killed_mid_transaction(stage: str, fault_broker: FaultBroker, topic_prefix: str, workdir: Path) -> None:
-    """SIGKILL of the broker while transactions are open, down for a few seconds, restarted:
-    the stage carries on with nothing lost or doubled."""
+    """SIGKILL of the broker while a transaction is open, down for longer than the stage's
+    transaction timeout (which is also its producer's delivery timeout), restarted: the open
+    transaction fails and is aborted, and the stage carries on with nothing lost or doubled."""
     case = CASES[stage](45)
     bootstrap, broker = fault_broker.bootstrap, fault_broker.broker
     create_topics(bootstrap, topic_prefix)
+    port = _free_port()
+    # Latency on the service's connections stretches the first half's transactions over several
+    # seconds, so the broker dies inside one.
+    fault_broker.proxy.forward(delay_s=0.05)
     half = len(case.items) // 2
-    service = case.spawn(f"{stage}-broker", bootstrap, topic_prefix, workdir)
+    service = case.spawn(f"{stage}-broker", fault_broker.proxied, topic_prefix, workdir, metrics_port=port)
     try:
         produce(bootstrap, topic_prefix + case.input_topic, case.items[:half])
         wait_until(lambda: case.progress(bootstrap, topic_prefix) > 0, timeout_s=120, message=f"{stage} started")
         broker.kill()  # mid-stream: the stage is working through the first half
-        time.sleep(4)
+        time.sleep(TRANSACTION_TIMEOUT_MS / 1000 + 3)
         assert service.alive(), "the stage must ride out a broker outage"
         broker.start()
         produce(bootstrap, topic_prefix + case.input_topic, case.items[half:])
         case.verify(bootstrap, topic_prefix)
+        assert metric(port, "wardwatch_transactions_total", stage=stage, result="aborted") >= 1, "no transaction was open when the broker died"
         assert service.alive(), service.log()[-3000:]
     finally:
         service.stop()

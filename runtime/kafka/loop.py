@@ -273,6 +273,11 @@ class StreamLoop:
                     client_id=f"{cfg.group(self.stage)}-producer",
                     transactional_id=cfg.transactional_id(self.stage),
                     transaction_timeout_ms=cfg.transaction_timeout_ms,
+                    # A record still undelivered when the broker aborts its transaction is
+                    # worth nothing: fail it then, so the loop aborts and rewinds at once.
+                    # (A request must fit in it: kafka-python insists.)
+                    delivery_timeout_ms=cfg.transaction_timeout_ms,
+                    request_timeout_ms=cfg.transaction_timeout_ms // 2,
                 )
                 producer.init_transactions()
             except KafkaClientError as exc:
