@@ -183,7 +183,6 @@ def recovered_within(case: Case, bootstrap: str, prefix: str, before: int, bound
 
 
 # -- pause -----------------------------------------------------------------------------------
-# Only the stages verified to pass 10/10 so far are listed; ingest (and the rest) are open work.
 @pytest.mark.both_clients
 @pytest.mark.parametrize("stage", ["ingest", "score", "alerts"])
 def test_a_stage_paused_past_its_transaction_and_session_timeouts_recovers_by_itself(
@@ -252,7 +251,6 @@ def test_a_paused_scorer_hands_its_partitions_over_and_rejoins(fault_broker: Fau
 
 
 # -- zombie ----------------------------------------------------------------------------------
-# Only the stages verified to pass 10/10 so far are listed; ingest (and the rest) are open work.
 @pytest.mark.both_clients
 @pytest.mark.parametrize("stage", ["ingest", "score", "alerts"])
 def test_a_second_process_with_the_same_instance_id_fences_the_first(
@@ -284,7 +282,6 @@ def test_a_second_process_with_the_same_instance_id_fences_the_first(
 
 
 # -- network ---------------------------------------------------------------------------------
-# score: 10/10 runs; ingest and alerts: 1/1 so far (the 10-run check is open work).
 @pytest.mark.parametrize("stage", ["ingest", "score", "alerts"])
 def test_network_cuts_and_slowness_between_a_stage_and_the_broker(
     stage: str, fault_broker: FaultBroker, topic_prefix: str, workdir: Path
@@ -388,7 +385,6 @@ def test_the_broker_killed_mid_transaction(stage: str, fault_broker: FaultBroker
 
 
 # -- random kills ----------------------------------------------------------------------------
-# score: 10/10 runs; ingest and alerts: 1/1 so far (the 10-run check is open work).
 @pytest.mark.parametrize("stage", ["ingest", "score", "alerts"])
 def test_repeated_random_sigkills_while_records_flow(stage: str, fault_broker: FaultBroker, topic_prefix: str, workdir: Path) -> None:
     """Two instances; three times a seeded random one is SIGKILLed at a seeded random moment
