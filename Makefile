@@ -34,11 +34,14 @@ DURATION ?= 0
 PATIENTS ?= 40
 SPEED ?= 60
 PYTEST_ARGS ?=
+MINUTES ?= 30
+SEED ?= 1
+FAULT_EVERY ?= 30
 UPGRADE ?=
 LOCK_OUT ?= requirements
 LINT_PATHS := wardwatch sim ingest inference alerts runtime
 
-.PHONY: help venv serve-venv serve-check jars lock lock-check lint compose-ready demo test bench bench-full train evaluate plots clean
+.PHONY: help venv serve-venv serve-check jars lock lock-check lint compose-ready demo test bench bench-full soak train evaluate plots clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -125,6 +128,9 @@ bench: jars ## quick benchmarks -> bench/results/latest.{json,md}
 
 bench-full: jars ## full benchmarks (longer)
 	@$(PY) -m bench
+
+soak: jars ## the pipeline under a seeded stream of real faults (MINUTES=30 SEED=1 FAULT_EVERY=30) -> bench/results/soak.{json,md}
+	@$(PY) -m bench.soak --minutes $(MINUTES) --seed $(SEED) --fault-every $(FAULT_EVERY)
 
 train: venv ## retrain the shipped model checkpoint
 	@$(PY) -m wardwatch train

@@ -148,6 +148,9 @@ class ScorerProcessor:
         self._state_headers = [("content-type", CONTENT_TYPE), ("schema-version", SCHEMA_VERSION), ("model", model_version.encode())]
 
     # -- state lifecycle -------------------------------------------------------------------
+    # A large partition's state is rebuilt a slice at a time between polls (runtime/processor.py).
+    restore_in_slices = True
+
     def restore(self, partition: int, changelog: Iterable[tuple[bytes, bytes | None]]) -> None:
         result = restore_partition(self.table, partition, changelog, self.model_version)
         if result.discarded_other_model:

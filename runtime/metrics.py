@@ -92,12 +92,16 @@ class StreamMetrics:
             "wardwatch_restore_duration_seconds", "Time to restore state from the changelog", ["stage"], buckets=LATENCY_BUCKETS, registry=r
         )
         self.restore_records = Counter("wardwatch_restore_records", "Changelog records replayed in restores", ["stage"], registry=r)
+        self.restoring = Gauge(
+            "wardwatch_restoring_partitions", "Input partitions paused while their state is restored", ["stage"], registry=r
+        )
         self.build = BuildInfo(r, self.stage)
         # Children are created up front so every series is visible from the first scrape.
         for result in ("committed", "aborted"):
             self.transactions.labels(self.stage, result)
         self.batch_size.labels(self.stage)
         self.batch_seconds.labels(self.stage)
+        self.restoring.labels(self.stage)
 
     def reject(self, reason: str) -> None:
         self.rejects.labels(self.stage, reason).inc()

@@ -31,7 +31,12 @@ class Processor(Protocol):
         ...
 
     def restore(self, partition: int, changelog: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """Rebuild the state of `partition` from its changelog (key, value) records, oldest first."""
+        """Rebuild the state of `partition` from its changelog (key, value) records, oldest first.
+
+        A core whose class sets `restore_in_slices = True` may be given the changelog in
+        consecutive slices, one call each, oldest first (the partition's records are not
+        processed until the last); the state after the last call must equal that of one call
+        with the whole changelog. Others get one call with all of it."""
         ...
 
     def drop(self, partitions: Iterable[int]) -> None:

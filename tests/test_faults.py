@@ -1,6 +1,6 @@
 """Bad days, on a real broker, for each stateful stage (ingest, score, alerts).
 
-Each fault is a real one (signals, sockets, a killed broker; tests/support/faults.py) injected
+Each fault is a real one (signals, sockets, a killed broker; bench/faults.py) injected
 while records flow. After it, every input record must be accounted for exactly once downstream
 (ingest: in `vitals` or, with its reason, in `vitals.dlq`), nothing may be doubled, scores and
 alert events must equal an uninterrupted offline run (risk within abs 1e-5), and the service
@@ -57,7 +57,7 @@ class FaultBroker:
 
 @pytest.fixture(scope="module")
 def fault_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultBroker]:
-    broker, proxy = proxied_broker(tmp_path_factory.mktemp("fault-broker"))
+    broker, (proxy,) = proxied_broker(tmp_path_factory.mktemp("fault-broker"))
     try:
         with on_broker(broker):  # this module's clients and services use this broker's principals
             yield FaultBroker(broker, proxy)
@@ -183,7 +183,6 @@ def recovered_within(case: Case, bootstrap: str, prefix: str, before: int, bound
 
 
 # -- pause -----------------------------------------------------------------------------------
-# Only the stages verified to pass 10/10 so far are listed; ingest (and the rest) are open work.
 @pytest.mark.both_clients
 @pytest.mark.parametrize("stage", ["ingest", "score", "alerts"])
 def test_a_stage_paused_past_its_transaction_and_session_timeouts_recovers_by_itself(
@@ -252,7 +251,6 @@ def test_a_paused_scorer_hands_its_partitions_over_and_rejoins(fault_broker: Fau
 
 
 # -- zombie ----------------------------------------------------------------------------------
-# Only the stages verified to pass 10/10 so far are listed; ingest (and the rest) are open work.
 @pytest.mark.both_clients
 @pytest.mark.parametrize("stage", ["ingest", "score", "alerts"])
 def test_a_second_process_with_the_same_instance_id_fences_the_first(
@@ -284,8 +282,7 @@ def test_a_second_process_with_the_same_instance_id_fences_the_first(
 
 
 # -- network ---------------------------------------------------------------------------------
-# Only the stages verified to pass 10/10 so far are listed; ingest (and the rest) are open work.
-@pytest.mark.parametrize("stage", ["score"])
+@pytest.mark.parametrize("stage", ["ingest", "score", "alerts"])
 def test_network_cuts_and_slowness_between_a_stage_and_the_broker(
     stage: str, fault_broker: FaultBroker, topic_prefix: str, workdir: Path
 ) -> None:
@@ -314,34 +311,81 @@ def test_network_cuts_and_slowness_between_a_stage_and_the_broker(
         service.stop()
 
 
+@pytest.mark.both_clients
+def test_a_transaction_whose_records_were_not_delivered_does_not_commit(
+    kafka_client: str, fault_broker: FaultBroker, topic_prefix: str
+) -> None:
+    """The client layer's promise the loop's exactly-once rests on: a commit that returns means
+    every record of the transaction is in the log. Records sent while the connection is a
+    blackhole outlive their delivery timeout; the commit after the network is back must then
+    fail (the loop aborts and rewinds), never succeed without them. (kafka-python on its own
+    commits such a transaction: a retriable error past the delivery timeout fails the batch
+    without failing the transaction.)"""
+    from runtime.kafka.client import KafkaClientError, connect
+
+    topic = topic_prefix + VITALS
+    create_topics(fault_broker.bootstrap, topic_prefix)
+    producer = connect(fault_broker.proxied).producer(
+        client_id="wardwatch-test-undelivered", transactional_id=f"{topic_prefix}undelivered",
+        transaction_timeout_ms=60_000, delivery_timeout_ms=3000, request_timeout_ms=1000)
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        producer.send(topic, b"warm-up", b"k")  # the partition joins the transaction, its leader is known
+        time.sleep(1.0)
+        fault_broker.proxy.blackhole()
+        for i in range(10):
+            producer.send(topic, f"record {i}".encode(), b"k")
+        time.sleep(6.0)  # past the delivery timeout: these batches fail
+        fault_broker.proxy.forward()
+        try:
+            producer.commit_transaction()
+            committed = True
+        except KafkaClientError:
+            committed = False
+    finally:
+        fault_broker.proxy.forward()
+        producer.close(timeout_s=5)
+    got = read_committed(fault_broker.bootstrap, topic, timeout_s=10, quiet_s=2)
+    if committed:
+        assert len(got) == 11, f"the transaction committed, yet {11 - len(got)} of its 11 records are not in the log"
+    else:
+        assert got == [], "an aborted transaction's records are visible"
+    assert not committed, f"{kafka_client}: a transaction whose records failed delivery committed"
+
+
 # -- broker ----------------------------------------------------------------------------------
-# Only the stages verified to pass 10/10 so far are listed; ingest (and the rest) are open work.
-@pytest.mark.parametrize("stage", ["score"])
+@pytest.mark.parametrize("stage", ["ingest", "score", "alerts"])
 def test_the_broker_killed_mid_transaction(stage: str, fault_broker: FaultBroker, topic_prefix: str, workdir: Path) -> None:
-    """SIGKILL of the broker while transactions are open, down for a few seconds, restarted:
-    the stage carries on with nothing lost or doubled."""
+    """SIGKILL of the broker while a transaction is open, down for longer than the stage's
+    transaction timeout (which is also its producer's delivery timeout), restarted: the open
+    transaction fails and is aborted, and the stage carries on with nothing lost or doubled."""
     case = CASES[stage](45)
     bootstrap, broker = fault_broker.bootstrap, fault_broker.broker
     create_topics(bootstrap, topic_prefix)
+    port = _free_port()
+    # Latency on the service's connections stretches the first half's transactions over several
+    # seconds, so the broker dies inside one.
+    fault_broker.proxy.forward(delay_s=0.05)
     half = len(case.items) // 2
-    service = case.spawn(f"{stage}-broker", bootstrap, topic_prefix, workdir)
+    service = case.spawn(f"{stage}-broker", fault_broker.proxied, topic_prefix, workdir, metrics_port=port)
     try:
         produce(bootstrap, topic_prefix + case.input_topic, case.items[:half])
         wait_until(lambda: case.progress(bootstrap, topic_prefix) > 0, timeout_s=120, message=f"{stage} started")
         broker.kill()  # mid-stream: the stage is working through the first half
-        time.sleep(4)
+        time.sleep(TRANSACTION_TIMEOUT_MS / 1000 + 3)
         assert service.alive(), "the stage must ride out a broker outage"
         broker.start()
         produce(bootstrap, topic_prefix + case.input_topic, case.items[half:])
         case.verify(bootstrap, topic_prefix)
+        assert metric(port, "wardwatch_transactions_total", stage=stage, result="aborted") >= 1, "no transaction was open when the broker died"
         assert service.alive(), service.log()[-3000:]
     finally:
         service.stop()
 
 
 # -- random kills ----------------------------------------------------------------------------
-# Only the stages verified to pass 10/10 so far are listed; ingest (and the rest) are open work.
-@pytest.mark.parametrize("stage", ["score"])
+@pytest.mark.parametrize("stage", ["ingest", "score", "alerts"])
 def test_repeated_random_sigkills_while_records_flow(stage: str, fault_broker: FaultBroker, topic_prefix: str, workdir: Path) -> None:
     """Two instances; three times a seeded random one is SIGKILLed at a seeded random moment
     and restarted with its instance id. The committed output equals the offline run."""

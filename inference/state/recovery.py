@@ -31,7 +31,8 @@ class RestoreResult:
 def restore_partition(
     table: StateTable, partition: int, changelog: Iterable[tuple[bytes, bytes | None]], model_version: str
 ) -> RestoreResult:
-    """Apply changelog records (oldest first; last one per patient wins) to `table`."""
+    """Apply changelog records (oldest first; last one per patient wins) to `table`. Applying
+    consecutive slices of a changelog one after another gives the same table as applying it whole."""
     latest: dict[str, bytes | None] = {}
     for key, value in changelog:
         latest[key.decode()] = value
@@ -49,6 +50,8 @@ def restore_partition(
             row_state = decode_row(value, table.state_size)
         except (CorruptState, UnicodeDecodeError) as exc:
             log.warning("corrupt state record skipped partition=%d error=%s", partition, exc)
+            # As if this were the only record: a row an earlier slice restored is not kept.
+            table.remove([patient_id])
             corrupt += 1
             continue
         row = table.row_of(patient_id, partition)

@@ -6,6 +6,13 @@ changelog before any record of that partition is processed; revocation drops it.
 transaction rewinds: state is rebuilt from the changelog and the consumer seeks back to the
 committed offsets, so the retry sees exactly what the failed attempt saw.
 
+Restores do not stall the group. A partition being restored is paused in the consumer (its
+records are not fetched, the group keeps it here), and its changelog is read a slice at a time
+between polls (`ChangelogRestore`), while the other partitions keep flowing. When its changelog
+is read to the end the core rebuilds its state and the partition is resumed. A revocation or a
+rewind during a restore drops the half-read changelog. Partitions in restore are never in a
+transaction: none of their records has been processed, so none of their offsets is committed.
+
 Bad days (docs/guarantees.md). The client layer sorts every failure into one of four kinds
 (runtime/kafka/client/base.py), and the loop answers each its own way:
 - `KafkaClientError`: abort the transaction and rewind.
@@ -33,7 +40,7 @@ from typing import Any
 
 from runtime.config import StreamConfig
 from runtime.kafka.admin import ensure_topics
-from runtime.kafka.changelog import read_changelog
+from runtime.kafka.changelog import ChangelogRestore
 from runtime.kafka.client import (
     BEGINNING,
     FatalKafkaError,
@@ -41,6 +48,7 @@ from runtime.kafka.client import (
     KafkaClientError,
     KafkaConfigError,
     Producer,
+    Record,
     TopicPartition,
     from_config,
     wait_for_broker,
@@ -54,6 +62,12 @@ log = logging.getLogger(__name__)
 
 # How long to wait between attempts when the broker is unreachable (new producer, poll, rewind).
 RETRY_BACKOFF_S = 1.0
+# While partitions are restoring: how long each loop step reads their changelogs at least (as
+# long as the last batch took, so that a busy loop shares its time about evenly between the
+# restore and the other partitions), and how long a poll then waits for the other partitions'
+# records (short: the restore goes on meanwhile).
+RESTORE_SLICE_S = 0.1
+RESTORE_POLL_S = 0.01
 
 
 class FatalStreamError(RuntimeError):
@@ -89,6 +103,11 @@ class StreamLoop:
         self._producer: Any = None
         self._positions: dict[TopicPartition, int] = {}
         self.producer_generation = 0
+        # Partitions whose state is being restored (paused in the consumer): the restore reading
+        # each (one per assignment, shared by its partitions), and when a failed one may retry.
+        self._restores: dict[int, ChangelogRestore] = {}
+        self._restore_retry_at: dict[int, float] = {}
+        self._last_batch_s = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -123,6 +142,7 @@ class StreamLoop:
             self._close()
 
     def _close(self) -> None:
+        self._cancel_restores(sorted(self._restores))
         if self._consumer is not None:
             try:
                 self._consumer.close()
@@ -137,8 +157,11 @@ class StreamLoop:
 
     # -- one batch ---------------------------------------------------------------------------
     def _step(self) -> None:
+        if self._restores:
+            self._advance_restores()
+        timeout_s = RESTORE_POLL_S if self._restores else self.config.commit_interval_ms / 1000
         try:
-            polled = self._consumer.poll(self.config.commit_interval_ms / 1000, self.config.max_poll_records)
+            polled = self._consumer.poll(timeout_s, self.config.max_poll_records)
         except GroupFencedError as exc:
             raise self._fenced(exc) from exc
         except FatalKafkaError as exc:  # a consumer cannot be replaced under the group's feet
@@ -148,6 +171,8 @@ class StreamLoop:
             log.warning("poll failed stage=%s error=%s; retrying", self.stage, exc)
             self.stop.wait(RETRY_BACKOFF_S)
             return
+        if self._restores:
+            polled = self._withhold_restoring(polled)
         prefix = len(self.config.topic_prefix)
         records = [InRecord(r.topic[prefix:], r.partition, r.offset, r.key, r.value, r.timestamp_ms, r.headers) for r in polled]
         # Each partition's records come in offset order: the last one seen is the next offset.
@@ -171,6 +196,7 @@ class StreamLoop:
         self.metrics.batch_seconds.labels(self.stage).observe(time.perf_counter() - started)
         self.metrics.batch_size.labels(self.stage).observe(len(records))
         self._commit(outputs, offsets)
+        self._last_batch_s = time.perf_counter() - started
 
     def _commit(self, outputs: list[OutRecord], offsets: dict[TopicPartition, int]) -> None:
         started = time.perf_counter()
@@ -247,6 +273,11 @@ class StreamLoop:
                     client_id=f"{cfg.group(self.stage)}-producer",
                     transactional_id=cfg.transactional_id(self.stage),
                     transaction_timeout_ms=cfg.transaction_timeout_ms,
+                    # A record still undelivered when the broker aborts its transaction is
+                    # worth nothing: fail it then, so the loop aborts and rewinds at once.
+                    # (A request must fit in it: kafka-python insists.)
+                    delivery_timeout_ms=cfg.transaction_timeout_ms,
+                    request_timeout_ms=cfg.transaction_timeout_ms // 2,
                 )
                 producer.init_transactions()
             except KafkaClientError as exc:
@@ -274,16 +305,17 @@ class StreamLoop:
 
     def _rewind(self) -> None:
         """After an abort: rebuild state from the changelog and re-read from committed offsets.
-        Retried while the broker is unreachable: no record may be processed before it is done."""
+        Every owned partition is dropped and restored (paused until its restore is done);
+        retried while the broker is unreachable: no record may be processed before it is done."""
         owned = sorted(self.owned)
+        self._cancel_restores(owned)
         self.processor.drop(owned)
-        self.restore(owned)
         while True:
             try:
                 assignment = self._consumer.assignment()
                 for tp, committed in self._consumer.committed(assignment).items():
                     self._consumer.seek(tp, BEGINNING if committed is None else committed)
-                return
+                break
             except GroupFencedError as exc:
                 raise self._fenced(exc) from exc
             except KafkaClientError as exc:
@@ -291,6 +323,7 @@ class StreamLoop:
                     raise _Stopped(f"rewind: {exc}") from exc
                 log.warning("rewind failed stage=%s error=%s; retrying", self.stage, exc)
                 self.stop.wait(RETRY_BACKOFF_S)
+        self._begin_restores(owned, assignment)
 
     # -- rebalance ---------------------------------------------------------------------------
     def assigned(self, tps: list[TopicPartition]) -> None:
@@ -298,7 +331,7 @@ class StreamLoop:
         self.metrics.rebalances.labels(self.stage, "assigned").inc()
         self.owned |= set(new)
         self.metrics.assigned.labels(self.stage).set(len(self.owned))
-        self.restore(new)
+        self._begin_restores(new, tps)
         log.info("partitions assigned stage=%s partitions=%s owned=%s", self.stage, new, sorted(self.owned))
 
     def revoked(self, tps: list[TopicPartition]) -> None:
@@ -310,40 +343,112 @@ class StreamLoop:
             except KeyError:
                 pass
         self.metrics.rebalances.labels(self.stage, "revoked").inc()
+        # A half-restored partition is let go with the rest: its changelog read is dropped.
+        self._cancel_restores(gone)
         self.processor.drop(gone)
         self.owned -= set(gone)
         self.metrics.assigned.labels(self.stage).set(len(self.owned))
         log.info("partitions revoked stage=%s partitions=%s", self.stage, gone)
 
-    def restore(self, partitions: list[int]) -> None:
-        topic = self.processor.changelog_topic
-        if not topic or not partitions:
+    # -- restore -----------------------------------------------------------------------------
+    def _begin_restores(self, partitions: list[int], assigned: list[TopicPartition]) -> None:
+        """Pause `partitions` (among the `assigned` input partitions) and start reading their
+        changelogs; `_advance_restores` carries on between polls."""
+        if not self.processor.changelog_topic or not partitions:
             return
-        started = time.perf_counter()
-        while True:
-            count = 0
-            by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
+        self._cancel_restores(partitions)
+        self._start_restore(partitions)
+        paused = [tp for tp in assigned if tp.partition in self._restores]
+        if paused:
+            self._consumer.pause(paused)
+
+    def _start_restore(self, partitions: list[int], retry_at: float = 0.0) -> None:
+        topic = self.processor.changelog_topic
+        assert topic is not None
+        restore = ChangelogRestore(self._kafka, self.config.topic(topic), partitions, client_id=self.config.group(self.stage))
+        for partition in partitions:
+            self._restores[partition] = restore
+            if retry_at:
+                self._restore_retry_at[partition] = retry_at
+        self.metrics.restoring.labels(self.stage).set(len(self._restores))
+
+    def _cancel_restores(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            restore = self._restores.pop(partition, None)
+            self._restore_retry_at.pop(partition, None)
+            if restore is not None:
+                try:
+                    restore.drop(partition)
+                except Exception as exc:  # the restore consumer is dropped either way
+                    log.warning("closing a restore consumer failed stage=%s error=%r", self.stage, exc)
+        self.metrics.restoring.labels(self.stage).set(len(self._restores))
+
+    def _advance_restores(self) -> None:
+        """Read the pending changelogs for a slice (RESTORE_SLICE_S, or as long as the last
+        batch took) in all; each partition read to its end gets its state rebuilt and is
+        resumed at once (a small one does not wait for a large one)."""
+        now = time.monotonic()
+        restores = {id(r): r for p, r in sorted(self._restores.items()) if self._restore_retry_at.get(p, 0.0) <= now}
+        budget_s = max(RESTORE_SLICE_S, self._last_batch_s)
+        self._last_batch_s = 0.0
+        for restore in restores.values():
             try:
-                for partition, key, value in read_changelog(
-                    self._kafka, self.config.topic(topic), partitions, client_id=self.config.group(self.stage)
-                ):
-                    by_partition[partition].append((key, value))
-                    count += 1
-                break
+                finished = restore.step(budget_s / len(restores))
             except KafkaConfigError as exc:
                 raise FatalStreamError(f"{self.stage}: cannot read the changelog ({exc})") from exc
             except (KafkaClientError, OSError) as exc:
-                # A partition is never processed on partial state: read the changelog again.
-                if self.stop.is_set():
-                    raise _Stopped(f"restore: {exc}") from exc
+                # A partition is never processed on partial state: read its changelog again.
+                partitions = sorted(restore.partitions)
                 log.warning("restore failed stage=%s partitions=%s error=%s; retrying", self.stage, partitions, exc)
-                self.stop.wait(RETRY_BACKOFF_S)
-        for partition, entries in by_partition.items():
-            self.processor.restore(partition, entries)
-        elapsed = time.perf_counter() - started
+                self._cancel_restores(partitions)
+                self.processor.drop(partitions)  # what slices of it were already rebuilt
+                self._start_restore(partitions, retry_at=now + RETRY_BACKOFF_S)
+                continue
+            if getattr(self.processor, "restore_in_slices", False):
+                # The state is rebuilt as the changelog is read, so no single call holds the
+                # loop for a whole large partition.
+                for partition in sorted(restore.partitions | set(finished)):
+                    entries = restore.entries.get(partition)
+                    if entries and self._restores.get(partition) is restore:
+                        self.processor.restore(partition, entries)
+                        restore.applied[partition] = restore.applied.get(partition, 0) + len(entries)
+                        entries.clear()
+            for partition in finished:
+                if self._restores.get(partition) is restore:
+                    self._finish_restore(partition, restore)
+
+    def _finish_restore(self, partition: int, restore: ChangelogRestore) -> None:
+        entries = restore.entries.pop(partition)
+        self.processor.restore(partition, entries)
+        count = restore.applied.pop(partition, 0) + len(entries)
+        del self._restores[partition]
+        self._restore_retry_at.pop(partition, None)
+        self.metrics.restoring.labels(self.stage).set(len(self._restores))
+        resumed = [tp for tp in self._consumer.assignment() if tp.partition == partition]
+        if resumed:
+            self._consumer.resume(resumed)
+        elapsed = time.perf_counter() - restore.started
         self.metrics.restore_seconds.labels(self.stage).observe(elapsed)
         self.metrics.restore_records.labels(self.stage).inc(count)
-        log.info("state restored stage=%s partitions=%s records=%d seconds=%.3f", self.stage, partitions, count, elapsed)
+        log.info("state restored stage=%s partition=%d records=%d seconds=%.3f restoring=%d",
+                 self.stage, partition, count, elapsed, len(self._restores))
+
+    def _withhold_restoring(self, polled: list[Record]) -> list[Record]:
+        """Records of a partition still restoring are not processed. A paused partition yields
+        none; should a client return one anyway, the partition is sought back to it, so it is
+        read again once resumed."""
+        kept: list[Record] = []
+        first: dict[TopicPartition, int] = {}
+        for r in polled:
+            if r.partition in self._restores:
+                tp = TopicPartition(r.topic, r.partition)
+                first[tp] = min(r.offset, first.get(tp, r.offset))
+            else:
+                kept.append(r)
+        for tp, offset in first.items():
+            log.warning("records of a restoring partition withheld stage=%s partition=%d offset=%d", self.stage, tp.partition, offset)
+            self._consumer.seek(tp, offset)
+        return kept
 
     def _update_lag(self) -> None:
         now = time.monotonic()

@@ -133,7 +133,8 @@ Partitions = Callable[[list[TopicPartition]], None]
 class Consumer(Protocol):
     def subscribe(self, topics: Sequence[str], *, on_assigned: Partitions, on_revoked: Partitions) -> None:
         """Join the group. `on_assigned` gets partitions newly owned, `on_revoked` those given up
-        (or lost); both run inside `poll` before any record of a newly owned partition is returned."""
+        (or lost); both run inside `poll` before any record of a newly owned partition is returned.
+        The partitions are already assigned when `on_assigned` runs, so it may `pause` them."""
         ...
 
     def poll(self, timeout_s: float, max_records: int) -> list[Record]:
@@ -148,6 +149,15 @@ class Consumer(Protocol):
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Next poll reads `tp` from `offset` (or BEGINNING)."""
+        ...
+
+    def pause(self, tps: Sequence[TopicPartition]) -> None:
+        """Stop fetching these assigned partitions: `poll` returns none of their records (not
+        even ones already fetched) until `resume`; the group keeps them assigned to this member."""
+        ...
+
+    def resume(self, tps: Sequence[TopicPartition]) -> None:
+        """Fetch these paused partitions again, from their position."""
         ...
 
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
@@ -170,9 +180,13 @@ class Consumer(Protocol):
         """The topic's partition ids ([] if the topic does not exist)."""
         ...
 
-    def read_to_end(self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int) -> Iterator[list[Record]]:
+    def read_to_end(
+        self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int,
+        on_end: Callable[[TopicPartition], None] | None = None,
+    ) -> Iterator[list[Record]]:
         """Assign `tps` from the beginning and yield batches until each reached the end it had
-        when the call began (raise TimeoutError after `timeout_s`)."""
+        when the call began (raise TimeoutError after `timeout_s`). `on_end(tp)` is called once
+        per partition when it is read to that end (after its last batch was yielded)."""
         ...
 
     def group_metadata(self) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import confluent_kafka
@@ -223,12 +223,13 @@ class ConfluentConsumer:
 
     def subscribe(self, topics: Sequence[str], *, on_assigned: Partitions, on_revoked: Partitions) -> None:
         def assign(consumer: confluent_kafka.Consumer, partitions: list[Any]) -> None:
-            # State first (restore), then fetching: no record of a partition arrives before it.
-            on_assigned([TopicPartition(p.topic, p.partition) for p in partitions])
+            # Assigned first, so that `on_assigned` may pause them; no record of them can be
+            # returned before it has run (this callback runs inside `poll`).
             if self._cooperative:
                 consumer.incremental_assign(partitions)
             else:
                 consumer.assign(partitions)
+            on_assigned([TopicPartition(p.topic, p.partition) for p in partitions])
 
         def revoke(consumer: confluent_kafka.Consumer, partitions: list[Any]) -> None:
             on_revoked([TopicPartition(p.topic, p.partition) for p in partitions])
@@ -282,6 +283,20 @@ class ConfluentConsumer:
         except KafkaException as exc:
             raise _error(exc) from exc
 
+    def pause(self, tps: Sequence[TopicPartition]) -> None:
+        # librdkafka discards what it had fetched for them (an op version barrier) and fetches
+        # again from the application's position on resume.
+        try:
+            self._c.pause([_tp(tp) for tp in tps])
+        except KafkaException as exc:
+            raise _error(exc) from exc
+
+    def resume(self, tps: Sequence[TopicPartition]) -> None:
+        try:
+            self._c.resume([_tp(tp) for tp in tps])
+        except KafkaException as exc:
+            raise _error(exc) from exc
+
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
         try:
             got = self._c.committed([_tp(tp) for tp in tps], timeout=_OP_TIMEOUT_S)
@@ -322,10 +337,14 @@ class ConfluentConsumer:
             return []
         return sorted(meta.partitions)
 
-    def read_to_end(self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int) -> Iterator[list[Record]]:
+    def read_to_end(self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int,
+                    on_end: Callable[[TopicPartition], None] | None = None) -> Iterator[list[Record]]:
         end = self.end_offsets(tps)
         self.assign({tp: confluent_kafka.OFFSET_BEGINNING for tp in tps})
         pending = {tp for tp in tps if end.get(tp, 0) > 0}
+        for tp in tps:
+            if tp not in pending and on_end is not None:
+                on_end(tp)
         deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
@@ -337,6 +356,8 @@ class ConfluentConsumer:
             for tp in list(pending):
                 if self._eof.get(tp, -1) >= end[tp]:
                     pending.discard(tp)
+                    if on_end is not None:
+                        on_end(tp)
 
     def group_metadata(self) -> Any:
         return self._c.consumer_group_metadata()
@@ -407,8 +428,9 @@ class ConfluentClient:
         if transactional_id is not None:
             config["transactional.id"] = transactional_id
             if transaction_timeout_ms is not None:
-                # message.timeout.ms follows it (it must not exceed the transaction timeout).
                 config["transaction.timeout.ms"] = transaction_timeout_ms
+            # librdkafka refuses a message timeout longer than the transaction timeout (60 s by default).
+            config["message.timeout.ms"] = min(delivery_timeout_ms, transaction_timeout_ms or 60_000)
         else:
             config["message.timeout.ms"] = delivery_timeout_ms
         if request_timeout_ms is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import kafka
@@ -15,6 +15,7 @@ from kafka.errors import (
     IllegalStateError,
     InvalidProducerEpochError,
     InvalidTxnStateError,
+    KafkaConfigurationError,
     KafkaError,
     ProducerFencedError,
     TopicAlreadyExistsError,
@@ -27,6 +28,7 @@ from runtime.kafka.client.base import (
     COOPERATIVE_STICKY,
     END,
     HEARTBEAT_INTERVAL_MS,
+    FatalKafkaError,
     RANGE,
     SESSION_TIMEOUT_MS,
     GroupFencedError,
@@ -45,7 +47,7 @@ NAME = "kafka-python"
 # reports "Invalid transition attempted from state BUMPING_PRODUCER_EPOCH ..." as IllegalStateError).
 FATAL = (ProducerFencedError, InvalidProducerEpochError, InvalidTxnStateError, IllegalStateError)
 # No new instance can fix these: the configuration must change.
-CONFIG = (AuthorizationError, UnsupportedVersionError)
+CONFIG = (AuthorizationError, UnsupportedVersionError, KafkaConfigurationError)
 ASSIGNOR_CLASSES = {RANGE: RangePartitionAssignor, COOPERATIVE_STICKY: CooperativeStickyAssignor}
 
 # Standard Kafka client property -> kafka-python keyword argument.
@@ -116,6 +118,11 @@ class KafkaPythonProducer:
         self._p = kafka.KafkaProducer(**config)
         self._futures: list[Any] = []
         self._transactional = "transactional_id" in config
+        # How long a transactional call may take: a record's delivery plus one request. kafka-python's
+        # own commit, abort and offset calls wait without a limit, and once its sender is stuck (an
+        # expired batch in a transaction crashes it, and the broker's return does not revive it)
+        # they wait for ever; past this the producer is given up and replaced.
+        self._txn_timeout_ms = int(config.get("delivery_timeout_ms", 120_000)) + int(config.get("request_timeout_ms", 30_000))
 
     def send(self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None,
              partition: int | None = None, timestamp_ms: int | None = None) -> None:
@@ -123,10 +130,9 @@ class KafkaPythonProducer:
             future = self._p.send(topic, key=key, value=value, headers=headers or [], partition=partition, timestamp_ms=timestamp_ms)
         except KafkaError as exc:
             raise _error(exc) from exc
-        if not self._transactional:  # a transaction's commit reports failed sends itself
-            self._futures.append(future)
-            if len(self._futures) > 100_000:
-                self._futures = [f for f in self._futures if not f.is_done or f.failed()]
+        self._futures.append(future)
+        if not self._transactional and len(self._futures) > 100_000:
+            self._futures = [f for f in self._futures if not f.is_done or f.failed()]
 
     def send_acked(self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None) -> _Delivery:
         try:
@@ -156,20 +162,62 @@ class KafkaPythonProducer:
         self._call(self._p.init_transactions)
 
     def begin_transaction(self) -> None:
+        self._futures = []
         self._call(self._p.begin_transaction)
 
     def send_offsets_to_transaction(self, offsets: Mapping[TopicPartition, int], group_metadata: Any) -> None:
         native = {_tp(tp): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
-        self._call(self._p.send_offsets_to_transaction, native, group_metadata)
+        self._finish(lambda tm: tm.send_offsets_to_transaction(native, group_metadata),
+                     lambda: self._p.send_offsets_to_transaction(native, group_metadata), "sending the offsets")
 
     def commit_transaction(self) -> None:
-        self._call(self._p.commit_transaction)
+        # kafka-python commits a transaction even when one of its batches failed without an
+        # abortable error (a retriable error past the delivery timeout, the in-flight batches
+        # of a KIP-360 epoch bump): the offsets would commit without those records. So every
+        # record of the transaction must be acknowledged before the commit is sent, as the
+        # Java client and librdkafka guarantee themselves. One that failed leaves this producer
+        # beyond trust (its sender may be stuck): the transaction is not committed, and the
+        # loop replaces the producer, whose successor aborts it.
+        futures, self._futures = self._futures, []
+        try:
+            self._p.flush(timeout=self._txn_timeout_ms / 1000)
+        except KafkaError as exc:
+            raise FatalKafkaError(f"records of the transaction not acknowledged: {exc!r}") from exc
+        for f in futures:
+            if not f.is_done:
+                raise FatalKafkaError("a record of the transaction was not acknowledged before the commit")
+            if f.failed():
+                raise FatalKafkaError(f"a record of the transaction failed: {f.exception!r}")
+        self._finish(lambda tm: tm.begin_commit(), self._p.commit_transaction, "committing")
 
     def abort_transaction(self) -> None:
-        self._call(self._p.abort_transaction)
+        self._futures = []
+        self._finish(lambda tm: tm.begin_abort(), self._p.abort_transaction, "aborting")
+
+    def _finish(self, start: Any, unbounded: Any, what: str) -> None:
+        """Run one of the transaction manager's requests (what kafka-python's `commit_transaction`,
+        `abort_transaction` and `send_offsets_to_transaction` do) with a time limit."""
+        manager, sender = getattr(self._p, "_transaction_manager", None), getattr(self._p, "_sender", None)
+        try:
+            if manager is None or sender is None:  # not the pinned kafka-python: its own calls
+                unbounded()
+                return
+            result = start(manager)
+            sender.wakeup()
+            done = result.wait(timeout_ms=self._txn_timeout_ms)
+        except KafkaError as exc:
+            raise _error(exc) from exc
+        if not done:
+            raise FatalKafkaError(f"{what} the transaction did not finish within {self._txn_timeout_ms / 1000:g}s")
 
     def close(self, timeout_s: float) -> None:
-        self._p.close(timeout=timeout_s)
+        try:
+            self._p.close(timeout=timeout_s)
+        except KafkaError:
+            # Records left unsent past the timeout: kafka-python raises before it stops its sender.
+            sender = getattr(self._p, "_sender", None)
+            if sender is not None and sender.is_alive():
+                sender.force_close()
 
 
 class _Listener(kafka.ConsumerRebalanceListener):
@@ -242,6 +290,13 @@ class KafkaPythonConsumer:
         else:
             self._c.seek(_tp(tp), offset)
 
+    def pause(self, tps: Sequence[TopicPartition]) -> None:
+        # kafka-python returns no record of a paused partition, even one fetched before the pause.
+        self._c.pause(*[_tp(tp) for tp in tps])
+
+    def resume(self, tps: Sequence[TopicPartition]) -> None:
+        self._c.resume(*[_tp(tp) for tp in tps])
+
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
         try:
             return {tp: self._c.committed(_tp(tp)) for tp in tps}
@@ -267,11 +322,15 @@ class KafkaPythonConsumer:
     def partitions_for(self, topic: str) -> list[int]:
         return sorted(self._c.partitions_for_topic(topic) or ())
 
-    def read_to_end(self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int) -> Iterator[list[Record]]:
+    def read_to_end(self, tps: Sequence[TopicPartition], timeout_s: float, max_records: int,
+                    on_end: Callable[[TopicPartition], None] | None = None) -> Iterator[list[Record]]:
         self.assign({tp: BEGINNING for tp in tps})
         # Under read_committed this is the last stable offset: everything committed so far.
         end = self.end_offsets(tps)
         pending = {tp for tp in tps if end.get(tp, 0) > 0 and self._c.position(_tp(tp)) < end[tp]}
+        for tp in tps:
+            if tp not in pending and on_end is not None:
+                on_end(tp)
         deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
@@ -284,6 +343,8 @@ class KafkaPythonConsumer:
             for tp in list(pending):
                 if self._c.position(_tp(tp)) >= end[tp]:
                     pending.discard(tp)
+                    if on_end is not None:
+                        on_end(tp)
 
     def group_metadata(self) -> Any:
         return self._c.group_metadata()
