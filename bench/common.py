@@ -189,8 +189,11 @@ def cohort_input(readings: int, patients: int, seed: int = 7) -> Input:
 
 def producer(bootstrap: str, **extra: object) -> Producer:
     # murmur2_random is the Java (and kafka-python) default partitioner: same patient, same partition.
+    from runtime.kafka import security
+
+    # Secured as the process is (the local bench broker is TLS + SCRAM, like production).
     config = {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5,
-              "enable.idempotence": True, "queue.buffering.max.messages": 1_000_000}
+              "enable.idempotence": True, "queue.buffering.max.messages": 1_000_000, **security.current_properties()}
     config.update(extra)
     return Producer(config)
 
@@ -238,10 +241,12 @@ class Observer:
     """A read_committed consumer of output topics in a background thread."""
 
     def __init__(self, bootstrap: str, topics: Sequence[str]) -> None:
+        from runtime.kafka import security
+
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": f"bench-observer-{uuid.uuid4().hex[:8]}",
             "isolation.level": "read_committed", "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 10,
+            "fetch.wait.max.ms": 10, **security.current_properties(),
         })
         self.consumer.assign([TopicPartition(t, p, 0) for t in topics for p in range(PARTITIONS)])
         self.seen = Observed()

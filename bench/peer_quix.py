@@ -73,6 +73,9 @@ def make_score(model, version: str):
 
 def main(argv: list[str] | None = None) -> int:
     from quixstreams import Application
+    from quixstreams.kafka.configuration import ConnectionConfig
+
+    from runtime.kafka import security
 
     parser = argparse.ArgumentParser(prog="python -m bench.peer_quix")
     parser.add_argument("--bootstrap-servers", required=True)
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model, version = load_model(args.checkpoint)  # one model thread, as the scorer
     app = Application(
-        broker_address=args.bootstrap_servers,
+        # Secured as the scorer is (the process's TLS + SCRAM settings, standard property names).
+        broker_address=ConnectionConfig.from_librdkafka_dict({"bootstrap.servers": args.bootstrap_servers, **security.current_properties()}),
         consumer_group=GROUP.format(prefix=args.topic_prefix),
         auto_offset_reset="earliest",
         processing_guarantee="exactly-once",
