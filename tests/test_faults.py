@@ -23,8 +23,9 @@ import pytest
 from ingest import encode_reading
 from ingest.contract import decode_reading
 from runtime.topics import ALERTS, RISK, VITALS, VITALS_DLQ, VITALS_RAW
-from tests.support.faults import ProxiedBroker, TcpProxy, pause, paused, proxied_broker, wait_exit
-from tests.support.kafka import Service, create_topics, on_broker, produce, produce_paced, read_committed, spawn, wait_until
+from runtime.topics import ALL as ALL_TOPICS
+from tests.support.faults import ProxiedBroker, TcpProxy, paused, proxied_broker, wait_exit
+from tests.support.kafka import Service, TransactionProbe, create_topics, on_broker, produce, produce_paced, read_committed, spawn, wait_until
 from tests.test_alerts_kafka import offline_alerts, risk_stream
 from tests.test_scorer_kafka import assert_same_stream, cohort_readings, offline_scores
 from wardwatch.broker import _free_port
@@ -183,6 +184,22 @@ def recovered_within(case: Case, bootstrap: str, prefix: str, before: int, bound
 
 
 # -- pause -----------------------------------------------------------------------------------
+def pause_inside_a_transaction(service: Service, probe: TransactionProbe, seconds: float, within_s: float = 60.0) -> None:
+    """SIGSTOP the service at a moment it has a transaction open on the broker (its records
+    written, not yet committed) and keep it stopped for `seconds`. A stop that finds no open
+    transaction is ended at once (well inside any timeout) and tried again a moment later."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        with paused(service):
+            stopped = time.monotonic()
+            time.sleep(0.3)  # a commit the service already sent completes meanwhile
+            if probe.open():
+                time.sleep(max(0.0, seconds - (time.monotonic() - stopped)))
+                return
+        time.sleep(random.uniform(0.05, 0.5))
+    raise AssertionError(f"the service was never caught inside an open transaction within {within_s:.0f}s")
+
+
 @pytest.mark.both_clients
 @pytest.mark.parametrize("stage", ["ingest", "score", "alerts"])
 def test_a_stage_paused_past_its_transaction_and_session_timeouts_recovers_by_itself(
@@ -195,30 +212,24 @@ def test_a_stage_paused_past_its_transaction_and_session_timeouts_recovers_by_it
     bootstrap = fault_broker.bootstrap
     create_topics(bootstrap, topic_prefix)
     port = _free_port()
-    # Latency on the service's connections keeps it inside open transactions most of the
-    # time, so a pause almost always outlives one; the loop below makes sure one did.
+    # Latency on the service's connections keeps it inside open transactions much of the time.
     fault_broker.proxy.forward(delay_s=0.02)
     service = case.spawn(f"{stage}-paused", fault_broker.proxied, topic_prefix, workdir, metrics_port=port)
+    probe = TransactionProbe(bootstrap, [topic_prefix + spec.name for spec in ALL_TOPICS])
     try:
-        # Input for over a minute, so several pauses (12 s each, then the recovery) fall while records
-        # still flow: a pause between two transactions aborts nothing and is tried again.
+        # Input for about a minute, so the pause falls while records still flow.
         producer = produce_paced(bootstrap, topic_prefix + case.input_topic, case.items, chunks=110, pause_s=0.5)
         wait_until(lambda: case.progress(bootstrap, topic_prefix) > 0, timeout_s=120, message=f"{stage} started")
-        aborted = 0.0
-        for _attempt in range(5):
-            if not producer.is_alive():
-                break
-            pause(service, PAUSE_S)
-            before = case.progress(bootstrap, topic_prefix)
-            recovered_within(case, bootstrap, topic_prefix, before)
-            aborted = metric(port, "wardwatch_transactions_total", stage=stage, result="aborted")
-            if aborted:
-                break
-        assert aborted >= 1, "no pause landed inside a transaction: the test did not exercise the abort path"
+        pause_inside_a_transaction(service, probe, PAUSE_S)
+        before = case.progress(bootstrap, topic_prefix)
+        recovered_within(case, bootstrap, topic_prefix, before)
+        assert metric(port, "wardwatch_transactions_total", stage=stage, result="aborted") >= 1, (
+            "the broker aborted the open transaction of the paused service, yet the service never counted an abort")
         producer.join()
         case.verify(bootstrap, topic_prefix)
         assert service.alive(), service.log()[-3000:]
     finally:
+        probe.close()
         service.stop()
 
 
@@ -369,10 +380,15 @@ def test_the_broker_killed_mid_transaction(stage: str, fault_broker: FaultBroker
     fault_broker.proxy.forward(delay_s=0.05)
     half = len(case.items) // 2
     service = case.spawn(f"{stage}-broker", fault_broker.proxied, topic_prefix, workdir, metrics_port=port)
+    probe = TransactionProbe(bootstrap, [topic_prefix + spec.name for spec in ALL_TOPICS])
     try:
         produce(bootstrap, topic_prefix + case.input_topic, case.items[:half])
         wait_until(lambda: case.progress(bootstrap, topic_prefix) > 0, timeout_s=120, message=f"{stage} started")
-        broker.kill()  # mid-stream: the stage is working through the first half
+        # Mid-stream, the stage working through the first half: killed the moment the broker
+        # holds an open transaction of it.
+        wait_until(probe.open, timeout_s=60, interval_s=0.05, message=f"an open transaction of {stage}")
+        probe.close()
+        broker.kill()
         time.sleep(TRANSACTION_TIMEOUT_MS / 1000 + 3)
         assert service.alive(), "the stage must ride out a broker outage"
         broker.start()
@@ -381,6 +397,7 @@ def test_the_broker_killed_mid_transaction(stage: str, fault_broker: FaultBroker
         assert metric(port, "wardwatch_transactions_total", stage=stage, result="aborted") >= 1, "no transaction was open when the broker died"
         assert service.alive(), service.log()[-3000:]
     finally:
+        probe.close()
         service.stop()
 
 

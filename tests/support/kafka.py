@@ -239,3 +239,30 @@ def create_topics(bootstrap: str, prefix: str, partitions: int = 6) -> None:
     from runtime.topics import ALL
 
     ensure_topics(bootstrap, ALL, partitions, 1, prefix)
+
+
+class TransactionProbe:
+    """Tells whether a transaction is open on the broker: some partition of `topics` whose high
+    watermark (read_uncommitted) is past its last stable offset (read_committed). Only a
+    transactional producer's unfinished records hold the last stable offset back."""
+
+    def __init__(self, bootstrap: str, topics: Iterable[str]) -> None:
+        from kafka import KafkaConsumer
+        from kafka import TopicPartition as KafkaTopicPartition
+
+        from runtime.kafka.client.kafka_python import translate_properties
+
+        common = dict(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
+                      **translate_properties(security.current_properties()))
+        self._uncommitted = KafkaConsumer(client_id="wardwatch-test-probe", isolation_level="read_uncommitted", **common)
+        self._committed = KafkaConsumer(client_id="wardwatch-test-probe", isolation_level="read_committed", **common)
+        self._tps = [KafkaTopicPartition(t, p) for t in topics for p in sorted(self._committed.partitions_for_topic(t) or ())]
+
+    def open(self) -> bool:
+        high = self._uncommitted.end_offsets(self._tps)
+        stable = self._committed.end_offsets(self._tps)
+        return any(high[tp] > stable[tp] for tp in self._tps)
+
+    def close(self) -> None:
+        self._uncommitted.close()
+        self._committed.close()
