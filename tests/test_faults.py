@@ -379,14 +379,13 @@ def test_the_broker_killed_mid_transaction(stage: str, fault_broker: FaultBroker
     # seconds, so the broker dies inside one.
     fault_broker.proxy.forward(delay_s=0.05)
     half = len(case.items) // 2
-    service = case.spawn(f"{stage}-broker", fault_broker.proxied, topic_prefix, workdir, metrics_port=port)
     probe = TransactionProbe(bootstrap, [topic_prefix + spec.name for spec in ALL_TOPICS])
+    service = case.spawn(f"{stage}-broker", fault_broker.proxied, topic_prefix, workdir, metrics_port=port)
     try:
         produce(bootstrap, topic_prefix + case.input_topic, case.items[:half])
-        wait_until(lambda: case.progress(bootstrap, topic_prefix) > 0, timeout_s=120, message=f"{stage} started")
         # Mid-stream, the stage working through the first half: killed the moment the broker
         # holds an open transaction of it.
-        wait_until(probe.open, timeout_s=60, interval_s=0.05, message=f"an open transaction of {stage}")
+        wait_until(probe.open, timeout_s=120, interval_s=0.05, message=f"an open transaction of {stage}")
         probe.close()
         broker.kill()
         time.sleep(TRANSACTION_TIMEOUT_MS / 1000 + 3)
