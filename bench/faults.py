@@ -35,15 +35,6 @@ class Process(Protocol):
 
 
 # -- process faults --------------------------------------------------------------------------
-def pause(service: Process, seconds: float) -> None:
-    """SIGSTOP the service for `seconds`, then SIGCONT it (a VM stall or a long GC pause)."""
-    service.process.send_signal(signal.SIGSTOP)
-    try:
-        time.sleep(seconds)
-    finally:
-        service.process.send_signal(signal.SIGCONT)
-
-
 @contextlib.contextmanager
 def paused(service: Process) -> Iterator[None]:
     """The service is stopped (SIGSTOP) inside the block and continued (SIGCONT) after it."""

@@ -242,15 +242,18 @@ def create_topics(bootstrap: str, prefix: str, partitions: int = 6) -> None:
 
 
 class TransactionProbe:
-    """Tells whether a transaction is open on the broker: some partition of `topics` whose high
-    watermark (read_uncommitted) is past its last stable offset (read_committed). Only a
-    transactional producer's unfinished records hold the last stable offset back."""
+    """Tells whether a transaction is open on the broker: some partition of the pipeline's topics
+    under `prefix` whose high watermark (read_uncommitted) is past its last stable offset
+    (read_committed). Only a transactional producer's unfinished records hold it back."""
 
-    def __init__(self, bootstrap: str, topics: Iterable[str]) -> None:
+    def __init__(self, bootstrap: str, prefix: str) -> None:
         from kafka import KafkaConsumer
         from kafka import TopicPartition as KafkaTopicPartition
 
         from runtime.kafka.client.kafka_python import translate_properties
+        from runtime.topics import ALL
+
+        topics = [prefix + spec.name for spec in ALL]
 
         common = dict(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
                       **translate_properties(security.current_properties()))
