@@ -46,7 +46,7 @@ from inference.state.changelog import CONTENT_TYPE, encode_row
 from inference.state.recovery import restore_partition
 from inference.state.table import NEVER, StateTable
 from inference.step import StepRuntime
-from runtime.metrics import FAST_BUCKETS, LATENCY_BUCKETS, StreamMetrics
+from runtime.metrics import FAST_BUCKETS, LATENCY_BUCKETS, StreamMetrics, observe_many
 from runtime.records import JSON_HEADERS, SCHEMA_VERSION, InRecord, OutRecord, dead_letter, tombstone
 from runtime.topics import RISK, SCORER_STATE, VITALS_DLQ
 from runtime.topics import VITALS as VITALS_TOPIC
@@ -333,6 +333,7 @@ class ScorerProcessor:
         """The batch's risk records and late readings' dead letters, in `plan.order`."""
         out: list[OutRecord] = []
         now_ms = self.clock() * 1000.0
+        scored_at: list[int] = []  # the Kafka timestamp of each scored reading's record
         for record, reading, j, late in plan.order:
             if j < 0:
                 self.metrics.reject(Reason.LATE.value)
@@ -350,7 +351,8 @@ class ScorerProcessor:
                     timestamp_ms=record.timestamp_ms,
                 )
             )
-            self.scorer_metrics.event_to_score.observe(max(0.0, (now_ms - record.timestamp_ms) / 1000.0))
+            scored_at.append(record.timestamp_ms)
+        observe_many(self.scorer_metrics.event_to_score, np.maximum(0.0, (now_ms - np.array(scored_at, dtype=np.float64)) / 1000.0))
         return out
 
     def _risk_json(self, reading: Reading, risk: float, total: int, single3: bool, scores: list[int], explain_json: str | None) -> bytes:

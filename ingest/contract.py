@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, fields
 from typing import Final
 
+import orjson
+
 SCHEMA_VERSION: Final = "1"
 CONTENT_TYPE: Final = "application/json"
 
@@ -74,8 +76,9 @@ def encode_reading(reading: Reading) -> bytes:
 
 
 def decode_reading(data: bytes | str) -> Reading:
-    """Decode a record already validated by ingest (the `vitals` topic); no re-validation."""
-    obj = json.loads(data)
+    """Decode a record already validated by ingest (the `vitals` topic); no re-validation.
+    Undecodable data raises ValueError (orjson's JSONDecodeError is one) or TypeError."""
+    obj = orjson.loads(data)
     try:
         return Reading(**obj)
     except TypeError:

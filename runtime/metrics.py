@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from importlib import metadata
 
+import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -29,6 +30,28 @@ log = logging.getLogger(__name__)
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+def observe_many(histogram: Histogram, values: np.ndarray) -> None:
+    """`histogram.observe(v)` for every v in `values`, as one count per bucket: the scorer
+    observes each reading's latency, and one call per reading cost it 4% of its time.
+
+    Uses the histogram's bucket and sum values (prometheus_client keeps them as `_buckets`,
+    `_sum`, `_upper_bounds`); without them it falls back to one observe per value."""
+    if not len(values):
+        return
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values.tolist():
+            histogram.observe(value)
+        return
+    # observe() counts a value in the first bucket whose upper bound is >= the value.
+    counts = np.bincount(np.searchsorted(np.asarray(bounds, dtype=float), values, side="left"), minlength=len(bounds))
+    total.inc(float(values.sum()))
+    for i in np.flatnonzero(counts).tolist():
+        buckets[i].inc(int(counts[i]))
 
 
 def package_version() -> str:
