@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.dataset import applied_readings, cohort_series, labels_for, make_cohort
-from inference.evaluate import auprc, auroc, roc_curve
+from inference.dataset import PatientSeries, applied_readings, cohort_series, labels_for, make_cohort
+from inference.evaluate import auprc, auroc, by_hours_since_admission, roc_curve
+from inference.features import N_FEATURES, array_inputs
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -67,3 +68,38 @@ def test_cohort_series_stops_before_the_event_and_labels_the_horizon() -> None:
         assert s.inputs.ts_ms.max() < s.event_ts_ms
         assert np.all(np.diff(s.inputs.ts_ms) >= 0)
         assert s.labels.tolist() == labels_for(s.inputs.ts_ms, s.event_ts_ms, 6.0).tolist()
+
+
+def _stay(pid: str, hours: list[float], labels: list[float], news2: list[int]) -> PatientSeries:
+    n = len(hours)
+    ts = (np.array(hours) * HOUR).astype(np.int64) + 1_700_000_000_000
+    inputs = array_inputs(np.zeros((n, N_FEATURES), np.float32), np.zeros((n, N_FEATURES), np.float32), ts)
+    return PatientSeries(pid, "test", None, inputs, np.array(labels, np.float64), np.array(news2), np.zeros(n, bool))
+
+
+def test_auroc_by_hours_since_admission_counts_only_each_windows_readings() -> None:
+    # Early readings: the model ranks them perfectly, NEWS2 inverted; from hour 6 to 48 the
+    # reverse; past hour 48 both are wrong. Each window's AUROC sees only its own readings.
+    stays = [
+        _stay("a", [0, 1, 10, 60], [1, 0, 1, 0], [0, 5, 5, 5]),
+        _stay("b", [0, 2, 20, 70], [0, 1, 0, 1], [5, 0, 0, 0]),
+        _stay("c", [0.5, 3, 30], [1, 0, 0], [0, 5, 0]),
+    ]
+    risk = [np.array([0.9, 0.1, 0.2, 0.6]), np.array([0.1, 0.9, 0.7, 0.3]), np.array([0.8, 0.2, 0.4])]
+    early, middle, late = by_hours_since_admission(stays, risk, replicates=50)
+    assert (early["readings"], early["positive"], early["patients"]) == (6, 3, 3)
+    assert early["model_auroc"] == 1.0 and early["news2_auroc"] == 0.0 and early["auroc_difference"] == 1.0
+    assert (middle["readings"], middle["positive"], middle["patients"]) == (3, 1, 3)
+    assert middle["model_auroc"] == 0.0 and middle["news2_auroc"] == 1.0
+    assert (late["readings"], late["positive"], late["to_hours"]) == (2, 1, None)
+    assert late["model_auroc"] == 0.0
+    lo, hi = early["model_auroc_ci"]
+    assert lo <= 1.0 <= hi + 1e-12
+
+
+def test_a_window_with_one_class_only_reports_counts_and_no_auroc() -> None:
+    stays = [_stay("a", [0, 1, 10], [0, 0, 1], [1, 2, 3]), _stay("b", [0, 1, 12], [0, 0, 0], [1, 1, 1])]
+    early, middle, late = by_hours_since_admission(stays, [np.array([0.1, 0.2, 0.9]), np.array([0.1, 0.1, 0.2])], replicates=20)
+    assert "model_auroc" not in early and early["readings"] == 4
+    assert middle["model_auroc"] == 1.0
+    assert late["readings"] == 0 and "model_auroc" not in late
