@@ -1,23 +1,24 @@
 """Scenario 3, the naive baseline: the same scorer, but the model is stepped once per message.
 
-Everything else is the real `ScorerProcessor` (decoding, state table, one changelog row per
-patient per batch, the same transactional shell): only the cross-patient batching of the
-recurrent step (and of NEWS2) is taken away, so the ratio isolates what batching buys.
+Everything else is the real `ScorerProcessor` (decoding, state table, NEWS2, one changelog row
+per patient per batch, the same transactional shell): only the batching of the recurrent step
+across patients is taken away, so the ratio isolates what batching buys.
 """
 
 from __future__ import annotations
 
-from inference.processor import ScorerProcessor
-from runtime.records import OutRecord
+from dataclasses import replace
+
+from inference.processor import ScorerProcessor, _Plan
 
 
 class NaiveScorerProcessor(ScorerProcessor):
-    """One model step (batch size 1) per reading."""
+    """One model step (batch size 1) per reading: every round of the batch's plan is split into
+    rounds of one reading (a round holds at most one reading per patient, so the readings of a
+    round do not depend on each other and the outputs are the same)."""
 
     stage = "bench-naive"
 
-    def _round(self, items, changed: dict[str, int]) -> list[OutRecord]:  # type: ignore[override]
-        out: list[OutRecord] = []
-        for item in items:
-            out.extend(super()._round([item], changed))
-        return out
+    def _plan(self, by_patient):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+        plan: _Plan = super()._plan(by_patient)
+        return replace(plan, rounds=[(i, i + 1) for a, b in plan.rounds for i in range(a, b)])

@@ -81,7 +81,9 @@ def _result(name: str, data: Input, seen, processes: int, time_cap_s: float) -> 
 
 def _wait_for_group(bootstrap: str, group: str, members: int, timeout_s: float, procs) -> None:
     """Until the group is Stable with `members` members, each holding partitions."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    from runtime.kafka import security
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, **security.current_properties()})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for p in procs:
