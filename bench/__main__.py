@@ -1,8 +1,9 @@
 """`python -m bench [--quick]`: every benchmark scenario against one real broker, in one run.
 
 Starts a local Apache Kafka broker (or uses KAFKA_BOOTSTRAP_SERVERS), runs the scenarios of
-issue 9 in order (ceiling, scorer, naive, peer, latency, state scale, scale-out, profile) and
-writes bench/results/latest.json, latest.md and profile.md with the machine and the command.
+issues 9 and 17 in order (ceiling and scorer on each Kafka client, naive, peer, latency on each
+client, state scale, scale-out, profile on each client) and writes bench/results/latest.json,
+latest.md and profile.md with the machine and the command.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from bench import explain, hot_path, latency, peer_quix, report, scale_out, scorer, state_scale
 from bench.common import PARTITIONS, broker, cohort_input, logger, run_parser, run_record
+from runtime.kafka.client import CLIENTS
 from bench.throughput import run_preloaded
 
 
@@ -47,34 +49,50 @@ def main(argv: list[str] | None = None) -> int:
     with broker() as (bootstrap, description):
         result["broker"] = description
         log(f"broker: {description} at {bootstrap}")
-        runs = {
-            "ceiling (passthrough StreamLoop)": (scorer.ceiling_command(bootstrap), 300),
-            "wardwatch scorer": (scorer.command(bootstrap, args.checkpoint), 300),
-            "naive (batch size 1)": (scorer.naive_command(bootstrap, args.checkpoint), size["slow_cap_s"]),
-            "peer (Quix Streams, RocksDB, EOS)": (peer_quix.command(bootstrap, args.checkpoint), size["slow_cap_s"]),
-        }
-        throughput = {}
-        for (name, (command, cap)), short in zip(runs.items(), ("ceiling", "scorer", "naive", "peer")):
+        # Ceiling and scorer on each Kafka client; naive on the faster client (confluent), like the
+        # scorer it is compared with; the peer runs on confluent-kafka itself.
+        kp, cf = CLIENTS
+        runs = {}
+        for client in CLIENTS:
+            flag = ["--kafka-client", client]
+            runs[f"ceiling (passthrough StreamLoop), {client}"] = (f"ceiling-{client}", [*scorer.ceiling_command(bootstrap), *flag], 300)
+            runs[f"wardwatch scorer, {client}"] = (f"scorer-{client}", [*scorer.command(bootstrap, args.checkpoint), *flag], 300)
+        runs[f"naive (batch size 1), {cf}"] = ("naive", [*scorer.naive_command(bootstrap, args.checkpoint), "--kafka-client", cf], size["slow_cap_s"])
+        runs["peer (Quix Streams, RocksDB, EOS)"] = ("peer", peer_quix.command(bootstrap, args.checkpoint), size["slow_cap_s"])
+        throughput, rate = {}, {}
+        for name, (short, command, cap) in runs.items():
             t = run_preloaded(bootstrap, short, data, command, logdir, time_cap_s=cap)
             throughput[name] = t.as_dict()
+            rate[short] = t.readings_per_s
             log(f"{short}: {t.readings_per_s:,.0f} readings/s ({t.outputs:,} outputs in {t.seconds:.1f} s)")
         result["throughput"] = throughput
-        rates = [t["readings_per_s"] for t in throughput.values()]
-        ceiling, score, naive, peer = rates
-        result["scorer_vs_ceiling"] = round(score / ceiling, 3) if ceiling else None
-        result["scorer_vs_naive"] = round(score / naive, 2) if naive else None
-        result["scorer_vs_peer"] = round(score / peer, 2) if peer else None
+
+        def ratio(a: str, b: str, digits: int = 2) -> float | None:
+            return round(rate[a] / rate[b], digits) if rate.get(b) else None
+
+        # issue 9's targets, on the default client (kafka-python)
+        result["scorer_vs_ceiling"] = ratio(f"scorer-{kp}", f"ceiling-{kp}", 3)
+        # issue 17's, on the faster client
+        result["scorer_confluent_vs_kafka_python"] = ratio(f"scorer-{cf}", f"scorer-{kp}")
+        result["scorer_confluent_vs_ceiling_confluent"] = ratio(f"scorer-{cf}", f"ceiling-{cf}", 3)
+        result["scorer_confluent_vs_naive"] = ratio(f"scorer-{cf}", "naive")
+        result["scorer_confluent_vs_peer"] = ratio(f"scorer-{cf}", "peer")
+        result["scorer_confluent_readings_per_s"] = round(rate[f"scorer-{cf}"], 1)
         # The scorer with and without explanations (bench/explain.py; `python -m bench.explain` runs only this).
         result["explanations"] = explain.service(bootstrap, data, args.checkpoint, logdir)
         log("explanations: " + ", ".join(f"{p}: {e['readings_per_s']:,.0f}/s" for p, e in result["explanations"].items()))
 
         result["latency"] = []
-        for rate in size["rates"]:
-            lat = latency.run(bootstrap, data, scorer.command(bootstrap, args.checkpoint), rate, size["rate_s"], logdir)
-            result["latency"].append(lat.as_dict())
-            log(f"latency at {rate}/s: {lat.event_to_score_ms} (achieved {lat.achieved_scored_per_s:,.0f}/s)")
-        at5k = [run for run in result["latency"] if run["offered_per_s"] == 5_000]
-        result["p99_event_to_score_ms_at_5k"] = at5k[0]["event_to_score_ms"]["p99"] if at5k else None
+        for client in CLIENTS:
+            for offered in size["rates"]:
+                command = [*scorer.command(bootstrap, args.checkpoint), "--kafka-client", client]
+                lat = latency.run(bootstrap, data, command, offered, size["rate_s"], logdir)
+                result["latency"].append({"client": client, **lat.as_dict()})
+                log(f"latency {client} at {offered}/s: {lat.event_to_score_ms} (achieved {lat.achieved_scored_per_s:,.0f}/s)")
+        for client in CLIENTS:
+            at5k = [run for run in result["latency"] if run["offered_per_s"] == 5_000 and run["client"] == client]
+            key = "p99_event_to_score_ms_at_5k" + ("" if client == kp else f"_{client}")
+            result[key] = at5k[0]["event_to_score_ms"]["p99"] if at5k else None
 
         result["state_scale"] = []
         for patients in size["state"]:
@@ -86,13 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         result["scale_out"] = [t.as_dict() for t in scaled]
         log("scale-out: " + ", ".join(f"{t.processes}: {t.readings_per_s:,.0f}/s" for t in scaled))
 
-        loop = hot_path.profile_loop(bootstrap, data, args.checkpoint)
+        loops = {client: hot_path.profile_loop(bootstrap, data, args.checkpoint, client) for client in CLIENTS}
         core, core_rate = hot_path.profile_core(data, args.checkpoint)
-        result["profile"] = hot_path.write(args.results / "profile.md", loop, core, core_rate, result["command"])
+        result["profile"] = hot_path.write(args.results / "profile.md", loops, core, core_rate, result["command"])
         log("profile written")
 
     result["notes"] = {
-        "ceiling": "the real StreamLoop (kafka-python, one transaction per poll, read_committed, same topics and "
+        "ceiling": "the real StreamLoop (one transaction per poll, read_committed, same topics and "
                    "partitions) with a processor that copies each vitals record to risk unchanged. The scorer also "
                    "writes one scorer.state row per changed patient per batch, which the ceiling does not.",
         "peer": "Quix Streams on confluent-kafka (librdkafka): a faster client than kafka-python, so the peer's shell "

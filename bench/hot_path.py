@@ -1,8 +1,9 @@
 """The scorer's hot path under pyinstrument: where the time goes.
 
-Two runs, both in-process on the quick input:
+`python -m bench.hot_path [--quick]` (also part of `python -m bench`). Runs in-process:
 - loop: the real StreamLoop + ScorerProcessor against the broker (poll, score, transaction),
-  input preloaded; stops when every output is committed. This is the end-to-end split.
+  input preloaded, once on each Kafka client; stops when every output is committed. This is
+  the end-to-end split. Only the loop's thread is sampled, not the clients' own threads.
 - core: ScorerProcessor.process alone on pre-built InRecords in poll-sized batches (no Kafka):
   the split inside scoring.
 Writes bench/results/profile.md (summary + both pyinstrument trees).
@@ -10,25 +11,30 @@ Writes bench/results/profile.md (summary + both pyinstrument trees).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
 
 from pyinstrument import Profiler
 
-from bench.common import Input, Observer, create_topics, fresh_prefix, in_records, preload
+from bench.clients import SIZES
+from bench.common import Input, Observer, broker, cohort_input, create_topics, fresh_prefix, in_records, logger, preload, run_parser, run_record
 from inference.service import ScoreConfig, build_scorer, load_model
+from runtime.kafka.client import CLIENTS
 from runtime.kafka.loop import StreamLoop
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.service import tune_gc
 from runtime.topics import RISK, VITALS, VITALS_DLQ
 
+log = logger("bench.hot_path")
+
 # Inclusive time of these functions (outermost call only) is the summary table.
 LOOP_PARTS = {
-    "poll": "poll (kafka-python fetch + record parsing)",
+    "poll": "poll (the client's fetch + record parsing)",
     "process": "ScorerProcessor.process (the core)",
     "_commit": "_commit (send outputs + offsets + commit transaction)",
-    "send": "  of which KafkaProducer.send (per record)",
+    "send": "  of which Producer.send (per record)",
     "commit_transaction": "  of which commit_transaction (broker round trip)",
     "send_offsets_to_transaction": "  of which send_offsets_to_transaction",
 }
@@ -39,7 +45,7 @@ CORE_PARTS = {
     "step": "  of which the model step (ONNX Runtime)",
     "news2_batch": "  of which news2_batch",
     "_risk_json": "  of which _risk_json (risk record formatting)",
-    "observe": "  of which prometheus observe (per record)",
+    "observe": "  of which prometheus observe",
     "dead_letter": "  of which dead_letter (late readings)",
     "encode_row": "encode_row (scorer.state rows)",
     "_evict_idle": "_evict_idle",
@@ -78,11 +84,12 @@ def _flat_self(profiler: Profiler, top: int = 15) -> list[str]:
     return ["Top self-time frames (% of the sampled total):", "", "```", *rows, "```", ""]
 
 
-def profile_loop(bootstrap: str, data: Input, checkpoint: str) -> Profiler:
-    prefix = fresh_prefix("profile")
+def profile_loop(bootstrap: str, data: Input, checkpoint: str, client: str) -> Profiler:
+    prefix = fresh_prefix(f"profile-{client}")
     create_topics(bootstrap, prefix)
     preload(bootstrap, prefix + VITALS, data.records)
-    config = ScoreConfig(bootstrap_servers=bootstrap, topic_prefix=prefix, instance_id="profile", metrics_port=-1)
+    config = ScoreConfig(bootstrap_servers=bootstrap, topic_prefix=prefix, instance_id="profile", metrics_port=-1,
+                         kafka_client=client)
     model, version = load_model(checkpoint)
     metrics = StreamMetrics(new_registry(), "score")
     processor = build_scorer(config, metrics, model, version)
@@ -121,24 +128,49 @@ def profile_core(data: Input, checkpoint: str, batch: int = 2000) -> tuple[Profi
     return profiler, len(records) / (time.perf_counter() - started)
 
 
-def write(path: Path, loop: Profiler, core: Profiler, core_rate: float, command: str) -> dict[str, object]:
-    loop_root, core_root = loop.last_session.root_frame(), core.last_session.root_frame()
-    loop_times = _inclusive(loop_root, set(LOOP_PARTS))
+def write(path: Path, loops: dict[str, Profiler], core: Profiler, core_rate: float, command: str) -> dict[str, object]:
+    """profile.md: the loop on each client (`loops`, by client name) and the core alone."""
+    core_root = core.last_session.root_frame()
     core_times = _inclusive(core_root, set(CORE_PARTS))
     lines = [
         "# Scorer hot-path profile (pyinstrument)", "", f"Command: `{command}`", "",
-        "Profiled in-process (the main thread; the Kafka clients' I/O threads are not sampled).", "",
-        *_table("StreamLoop + ScorerProcessor against the broker", loop_root, LOOP_PARTS),
-        *_flat_self(loop),
+        "Profiled in-process; only the loop's thread is sampled (the Kafka clients' own threads are not).", "",
+    ]
+    loop_share: dict[str, dict[str, float]] = {}
+    for client, loop in loops.items():
+        root = loop.last_session.root_frame()
+        times = _inclusive(root, set(LOOP_PARTS))
+        lines += [*_table(f"StreamLoop + ScorerProcessor against the broker, {client}", root, LOOP_PARTS), *_flat_self(loop)]
+        loop_share[client] = {k: round(v / (root.time or 1.0), 3) for k, v in times.items()}
+    lines += [
         *_table(f"ScorerProcessor.process alone ({core_rate:,.0f} readings/s under the profiler)", core_root, CORE_PARTS),
         *_flat_self(core),
-        "## pyinstrument: loop", "", "```", loop.output_text(unicode=False, color=False), "```", "",
-        "## pyinstrument: core", "", "```", core.output_text(unicode=False, color=False), "```", "",
     ]
+    for client, loop in loops.items():
+        lines += [f"## pyinstrument: loop, {client}", "", "```", loop.output_text(unicode=False, color=False), "```", ""]
+    lines += ["## pyinstrument: core", "", "```", core.output_text(unicode=False, color=False), "```", ""]
     path.write_text("\n".join(lines))
-    lt, ct = loop_root.time or 1.0, core_root.time or 1.0
+    ct = core_root.time or 1.0
     return {
-        "loop_share": {k: round(v / lt, 3) for k, v in loop_times.items()},
+        "loop_share": loop_share,
         "core_share": {k: round(v / ct, 3) for k, v in core_times.items()},
         "core_readings_per_s_under_profiler": round(core_rate, 1),
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = run_parser("bench.hot_path", __doc__, "smaller input", "model for the scorer ('untrained' works)").parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    data = cohort_input(*SIZES[mode])
+    record = run_record("bench.hot_path", mode, argv)
+    with broker() as (bootstrap, _description):
+        loops = {client: profile_loop(bootstrap, data, args.checkpoint, client) for client in CLIENTS}
+    core, core_rate = profile_core(data, args.checkpoint)
+    args.results.mkdir(parents=True, exist_ok=True)
+    write(args.results / "profile.md", loops, core, core_rate, record["command"])
+    log(f"wrote {args.results / 'profile.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
