@@ -16,8 +16,8 @@ from pathlib import Path
 
 from bench import explain, hot_path, latency, peer_quix, report, scale_out, scorer, state_scale
 from bench.common import PARTITIONS, broker, cohort_input, logger, run_parser, run_record
-from runtime.kafka.client import CLIENTS
 from bench.throughput import run_preloaded
+from runtime.kafka.client import CLIENTS
 
 
 MODES = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from inference.processor import ScorerProcessor, _Plan
+from inference.processor import ScorerProcessor
 
 
 class NaiveScorerProcessor(ScorerProcessor):
@@ -20,5 +20,5 @@ class NaiveScorerProcessor(ScorerProcessor):
     stage = "bench-naive"
 
     def _plan(self, by_patient):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
-        plan: _Plan = super()._plan(by_patient)
+        plan = super()._plan(by_patient)
         return replace(plan, rounds=[(i, i + 1) for a, b in plan.rounds for i in range(a, b)])
