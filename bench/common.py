@@ -256,10 +256,17 @@ class Observer:
 
     def _run(self) -> None:
         seen = self.seen
+        consume = self.consumer.consume
         while not self._stop.is_set():
-            batch = self.consumer.consume(num_messages=10_000, timeout=0.05)
+            # consume(n, timeout) waits until n records arrived or the timeout passed: asking for
+            # many with a timeout would hold the first record back for up to the timeout (and it
+            # is stamped on return). Take what is there, else wait for the first record only.
+            batch = consume(num_messages=10_000, timeout=0)
             if not batch:
-                continue
+                batch = consume(num_messages=1, timeout=0.05)
+                if not batch:
+                    continue
+                batch += consume(num_messages=9_999, timeout=0)
             now = time.time()
             for message in batch:
                 if message.error():
