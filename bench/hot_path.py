@@ -45,7 +45,7 @@ CORE_PARTS = {
     "step": "  of which the model step (ONNX Runtime)",
     "news2_batch": "  of which news2_batch",
     "_risk_json": "  of which _risk_json (risk record formatting)",
-    "observe": "  of which prometheus observe",
+    "observe_many": "  of which prometheus observe_many (once per batch)",
     "dead_letter": "  of which dead_letter (late readings)",
     "encode_row": "encode_row (scorer.state rows)",
     "_evict_idle": "_evict_idle",

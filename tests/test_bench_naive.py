@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from bench.naive import NaiveScorerProcessor
-from inference.processor import ScorerSettings
+from inference.processor import ScorerProcessor, ScorerSettings
 from inference.step import OnnxStep
 from runtime.metrics import StreamMetrics, new_registry
 from tests.support.equivalence import RISK_ABS_TOLERANCE
-from tests.test_scorer import exported, make_readings, new_scorer, records, risks, run_in_batches, torch_model
+from tests.test_scorer import exported, make_readings, records, risks, run_in_batches, torch_model
 
 
 class CountingStep:
@@ -28,9 +28,9 @@ class CountingStep:
         return getattr(self._inner, name)
 
 
-def _counted(naive: bool) -> tuple[object, CountingStep]:
+def _counted(naive: bool) -> tuple[ScorerProcessor, CountingStep]:
     step = CountingStep(OnnxStep(exported("gru"), torch_model("gru").config))
-    cls = NaiveScorerProcessor if naive else type(new_scorer())
+    cls = NaiveScorerProcessor if naive else ScorerProcessor
     return cls(step, "gru-test", StreamMetrics(new_registry(), "score"), ScorerSettings(explain="off")), step
 
 
@@ -39,8 +39,8 @@ def test_the_naive_baseline_steps_once_per_reading_and_scores_like_the_scorer() 
     items = records(readings)
     naive, naive_steps = _counted(naive=True)
     scorer, scorer_steps = _counted(naive=False)
-    got = risks(run_in_batches(naive, items, [64]))  # type: ignore[arg-type]
-    want = risks(run_in_batches(scorer, items, [64]))  # type: ignore[arg-type]
+    got = risks(run_in_batches(naive, items, [64]))
+    want = risks(run_in_batches(scorer, items, [64]))
     assert set(naive_steps.calls) == {1} and len(naive_steps.calls) == len(readings)
     assert max(scorer_steps.calls) > 1 and len(scorer_steps.calls) < len(readings) / 2
     assert got.keys() == want.keys() and len(got) == len(readings)
