@@ -1,8 +1,9 @@
 """`python -m bench [--quick]`: every benchmark scenario against one real broker, in one run.
 
 Starts a local Apache Kafka broker (or uses KAFKA_BOOTSTRAP_SERVERS), runs the scenarios of
-issues 9 and 17 in order (ceiling and scorer on each Kafka client, naive, peer, latency on each
-client, state scale, scale-out, profile on each client) and writes bench/results/latest.json,
+issues 9 and 17 in order (ceiling and scorer on each Kafka client, naive, peer, ingest and
+alerts draining a backlog on each client, latency on each client, state scale, scale-out,
+profile on each client) and writes bench/results/latest.json,
 latest.md and profile.md with the machine and the command.
 """
 
@@ -14,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import explain, hot_path, latency, peer_quix, report, scale_out, scorer, state_scale
+from bench import explain, hot_path, latency, peer_quix, report, scale_out, scorer, stages, state_scale
 from bench.common import PARTITIONS, broker, cohort_input, logger, run_parser, run_record
 from bench.throughput import run_preloaded
 from runtime.kafka.client import CLIENTS
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         result["scorer_confluent_vs_naive"] = ratio(f"scorer-{cf}", "naive")
         result["scorer_confluent_vs_peer"] = ratio(f"scorer-{cf}", "peer")
         result["scorer_confluent_readings_per_s"] = round(rate[f"scorer-{cf}"], 1)
+        # Ingest and alerts draining a backlog beside the ceiling, on each client (bench/stages.py).
+        result["stages"] = stages.run_all(bootstrap, data, stages.risk_records(data, args.checkpoint), logdir)
+        for stage, ratio_key in (("ingest", "ingest_vs_ceiling_confluent"), ("alerts", "alerts_vs_ceiling_confluent")):
+            result[ratio_key] = stages.ratios(result["stages"])[f"{stage} (faster client) / ceiling, {cf}"]
         # The scorer with and without explanations (bench/explain.py; `python -m bench.explain` runs only this).
         result["explanations"] = explain.service(bootstrap, data, args.checkpoint, logdir)
         log("explanations: " + ", ".join(f"{p}: {e['readings_per_s']:,.0f}/s" for p, e in result["explanations"].items()))
@@ -120,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                    "producer sent the reading). 'steady' leaves out the first 2 s of the paced phase, when most of the "
                    "patients are new to the scorer; the headline p99 includes them. Reading-to-alert latency is not measured.",
         "scale_out": scale_out.limit_note(scaled),
+        "stages": stages.NOTE,
     }
     result["wall_s"] = round(time.monotonic() - started, 1)
     json_path, md_path = report.write(result, args.results)

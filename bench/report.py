@@ -16,6 +16,8 @@ TARGETS = {
     "scorer_confluent_vs_peer": (">=", 8.0, 17),
     "scorer_confluent_readings_per_s": (">=", 50_000.0, 17),
     "p99_event_to_score_ms_at_5k_confluent": ("<", 50.0, 17),
+    "ingest_vs_ceiling_confluent": (">=", 0.5, 17),
+    "alerts_vs_ceiling_confluent": (">=", 0.5, 17),
 }
 
 
@@ -65,6 +67,13 @@ def markdown(r: dict) -> str:
               "| scenario | readings/s | window s | outputs seen | time-capped |", "|---|---:|---:|---:|---|"]
     for name, t in r["throughput"].items():
         lines.append(f"| {name} | {_fmt(t['readings_per_s'])} | {t['window_s']} | {t['outputs_seen']:,} | {t['time_capped']} |")
+    if r.get("stages"):
+        lines += ["", "## Draining a backlog: ingest and alerts beside the ceiling (`python -m bench.stages` runs only this)", "",
+                  r["notes"]["stages"], "",
+                  "| process | client | records/s | window s | committed | time-capped |", "|---|---|---:|---:|---:|---|"]
+        for name, t in r["stages"].items():
+            stage, client = name.split("-", 1)
+            lines.append(f"| {stage} | {client} | {_fmt(t['readings_per_s'])} | {t['window_s']} | {t['committed']:,} | {t['time_capped']} |")
     if r.get("explanations"):
         lines += ["", "## The scorer with and without explanations (same run, `--explain`)", "",
                   "| explain | readings/s | vs off |", "|---|---:|---:|"]
