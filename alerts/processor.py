@@ -19,10 +19,10 @@ from prometheus_client import Counter, Gauge, Histogram
 from alerts.messages import ESCALATED, RAISED, STATUSES, MessageError, parse_command, parse_risk
 from alerts.partition import Outcome, PartitionAlerts
 from alerts.rules import DATA_GAP_RULE, SEVERITIES, TECHNICAL, Rules
-from alerts.state import CorruptState, decode, to_json
+from alerts.state import CorruptState, decode, encode
 from ingest import Reason
 from runtime.metrics import LATENCY_BUCKETS, StreamMetrics
-from runtime.records import InRecord, OutRecord, dead_letter, json_record, tombstone
+from runtime.records import InRecord, OutRecord, dead_letter, encoded_record, json_record, tombstone
 from runtime.topics import ALERTS, ALERTS_CONTROL, ALERTS_STATE, RISK, VITALS_DLQ
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class AlertProcessor:
             if state is None:
                 out.append(tombstone(ALERTS_STATE, patient_id, partition))
             else:
-                out.append(json_record(ALERTS_STATE, patient_id, to_json(state), partition=partition))
+                out.append(encoded_record(ALERTS_STATE, patient_id, encode(state), partition=partition))
         self._update_active()
         return out
 

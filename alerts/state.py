@@ -16,6 +16,8 @@ debounce condition of level i+1 started holding.
 from __future__ import annotations
 
 import json
+
+import orjson
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -85,8 +87,8 @@ def to_json(state: PatientState) -> dict[str, Any]:
         "gap": _alert_to_json(state.gap),
         "rules": {
             name: {
-                "window": [[ts, rank] for ts, rank in rs.window],
-                "since": list(rs.since),
+                "window": rs.window,  # tuples: both encoders write them as arrays
+                "since": rs.since,
                 "alert": _alert_to_json(rs.alert),
                 "cooldown_until_ms": rs.cooldown_until_ms,
                 "cooldown_rank": rs.cooldown_rank,
@@ -150,7 +152,10 @@ def from_json(obj: Any, rules: Rules) -> PatientState:
 
 
 def encode(state: PatientState) -> bytes:
-    return json.dumps(to_json(state), separators=(",", ":")).encode()
+    """The changelog value: compact JSON. The state holds integers, strings, booleans and nulls
+    only (no floats, so nothing orjson would write differently from the standard encoder's NaN
+    refusal), and orjson writes it several times faster than `json.dumps`."""
+    return orjson.dumps(to_json(state))
 
 
 def decode(value: bytes, rules: Rules) -> PatientState:
