@@ -67,12 +67,39 @@ class Reading:
     spo2_scale: int = 1
 
     def to_dict(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS: Final = tuple(f.name for f in fields(Reading))
 
 
 def encode_reading(reading: Reading) -> bytes:
-    """The `vitals` topic's JSON encoding (compact, field order fixed)."""
-    return json.dumps(reading.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+    """The `vitals` topic's JSON encoding (compact, field order fixed).
+
+    The bytes are always those of `json.dumps(..., separators=(",", ":"), allow_nan=False)`;
+    orjson writes them (several times faster) where its output is the same: printable ASCII
+    strings, and finite floats that Python writes without an exponent (0, or 1e-4 <= |x| < 1e16).
+    Anything else (a non-ASCII id, NaN, an integer beyond 64 bits) goes to the standard encoder.
+    """
+    obj = reading.to_dict()
+    if _same_in_orjson(obj):
+        try:
+            return orjson.dumps(obj)
+        except TypeError:  # an integer beyond 64 bits
+            pass
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _same_in_orjson(obj: dict[str, object]) -> bool:
+    for value in obj.values():
+        if type(value) is float:
+            # NaN and infinity fail the range test too.
+            if value != 0.0 and not 1e-4 <= abs(value) < 1e16:
+                return False
+        elif type(value) is str:
+            if not (value.isascii() and value.isprintable()):
+                return False
+    return True
 
 
 def decode_reading(data: bytes | str) -> Reading:

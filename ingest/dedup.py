@@ -154,7 +154,7 @@ class DedupState:
     def changes(self) -> list[tuple[int, bytes, bytes | None]]:
         """(partition, key, value) changelog records since the last call, and forget them."""
         out = [
-            (partition, key, None if ts is None else json.dumps({"ts_ms": ts}).encode())
+            (partition, key, None if ts is None else b'{"ts_ms": %d}' % ts)  # json.dumps({"ts_ms": ts}), faster
             for (partition, key), ts in self._pending.items()
         ]
         self._pending.clear()

@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from ingest.contract import ACVPU_LEVELS, ALL_FIELDS, MAX_ID_LENGTH, RANGES, SPO2_SCALES, VITALS, Reading
+from runtime.records import NOT_DECODED, fast_json
 
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_FHIR_BYTES = 512 * 1024  # a Bundle of a few dozen Observations with narrative text
@@ -95,6 +96,9 @@ def decode_json(raw: bytes | None, max_bytes: int) -> Any:
         raise Rejected(Reason.UNDECODABLE, "record has no value (null)")
     if len(raw) > max_bytes:
         raise Rejected(Reason.TOO_LARGE, f"payload is {len(raw)} bytes, limit {max_bytes}")
+    obj = fast_json(raw)
+    if obj is not NOT_DECODED:
+        return obj
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except _NonFinite as exc:

@@ -45,15 +45,33 @@ def to_json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
+NOT_DECODED: Final = object()
+# orjson reads an integer beyond 64 bits as a float where the standard decoder keeps an int: a
+# value with 19 digits in a row takes the standard decoder. Found by mapping every digit to "0"
+# and looking for nineteen of them (several times faster than a regular expression).
+_DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS: Final = b"0" * 19
+
+
+def fast_json(data: bytes | str) -> Any:
+    """`data` decoded by orjson (several times faster) where that gives exactly what `json.loads`
+    gives; else NOT_DECODED, and the caller takes the standard decoder, which reads what orjson
+    refuses (NaN, Infinity, lone surrogates, 19 digits in a row) or says what is wrong."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if _NINETEEN_DIGITS in raw.translate(_DIGITS_TO_ZERO):
+        return NOT_DECODED
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return NOT_DECODED
+
+
 def json_object(data: bytes | str | None, error: type[ValueError] = ValueError) -> dict[str, Any]:
     """A record value that must be one JSON object, decoded; else `error`, saying what it is instead."""
     if data is None:
         raise error("value=None: expected a JSON object")
-    try:
-        obj = orjson.loads(data)
-    except ValueError:
-        # orjson refuses what the standard decoder takes (NaN, Infinity, integers beyond 64
-        # bits): decode such a value as before, so the reader's check names the bad field.
+    obj = fast_json(data)
+    if obj is NOT_DECODED:
         try:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
