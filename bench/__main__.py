@@ -3,7 +3,7 @@
 Starts a local Apache Kafka broker (or uses KAFKA_BOOTSTRAP_SERVERS), runs the scenarios of
 issues 9 and 17 in order (ceiling and scorer on each Kafka client, naive, peer, ingest and
 alerts draining a backlog on each client, latency on each client, state scale, scale-out,
-profile on each client) and writes bench/results/latest.json,
+the whole pipeline at one reading per patient per minute, profile on each client) and writes bench/results/latest.json,
 latest.md and profile.md with the machine and the command.
 """
 
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import explain, hot_path, latency, peer_quix, report, scale_out, scorer, stages, state_scale
+from bench import explain, hot_path, latency, peer_quix, pipeline, report, scale_out, scorer, stages, state_scale
 from bench.common import PARTITIONS, broker, cohort_input, logger, run_parser, run_record
 from bench.throughput import run_preloaded
 from runtime.kafka.client import CLIENTS
@@ -108,6 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         scaled = scale_out.run(bootstrap, data, (1, 2, 3), logdir, size["scale_cap_s"])
         result["scale_out"] = [t.as_dict() for t in scaled]
         log("scale-out: " + ", ".join(f"{t.processes}: {t.readings_per_s:,.0f}/s" for t in scaled))
+
+        # The whole pipeline, ingest + score + alerts, at one reading per patient per minute (bench/pipeline.py).
+        sizes = pipeline.SIZES[mode]
+        result["pipeline"] = pipeline.run(bootstrap, sizes["patients"], sizes["seconds"], args.checkpoint, logdir)
+        last = result["pipeline"]["stages"]["alerts"]
+        result["pipeline_sustained_readings_per_s"] = (
+            result["pipeline"]["offered_rate_per_s"] if result["pipeline"]["sustained"] else last["rate_while_offered_per_s"])
+        log(f"pipeline: {result['pipeline_sustained_readings_per_s']:,.0f} readings/s end to end "
+            f"({'sustained' if result['pipeline']['sustained'] else 'fell behind'}), "
+            f"{result['pipeline']['missing']} missing, {result['pipeline']['duplicated']} duplicated")
 
         loops = {client: hot_path.profile_loop(bootstrap, data, args.checkpoint, client) for client in CLIENTS}
         core, core_rate = hot_path.profile_core(data, args.checkpoint)

@@ -18,6 +18,7 @@ TARGETS = {
     "p99_event_to_score_ms_at_5k_confluent": ("<", 50.0, 17),
     "ingest_vs_ceiling_confluent": (">=", 0.5, 17),
     "alerts_vs_ceiling_confluent": (">=", 0.5, 17),
+    "pipeline_sustained_readings_per_s": (">=", 16_700.0, 17),
 }
 
 
@@ -93,6 +94,18 @@ def markdown(r: dict) -> str:
     for s in r["state_scale"]:
         lines.append(f"| {s['patients']:,} | {s['table_bytes_per_patient']} | {s['rss_delta_bytes_per_patient']} | "
                      f"{s['read_changelog_s']} | {s['restore_partition_s']} | {s['restore_total_s']} | {_fmt(s['rows_per_s'])} |")
+    if r.get("pipeline"):
+        p = r["pipeline"]
+        behind = p["fell_behind"]
+        lines += ["", "## The whole pipeline at one reading per patient per minute (`python -m bench.pipeline` runs only this)", "",
+                  f"ingest, score and alerts, one process each on {p['client']}; {p['patients']:,} patients offered at "
+                  f"{p['offered_rate_per_s']:,.0f} readings/s for up to {p['seconds_planned']:g} s; "
+                  + ("sustained." if p["sustained"] else f"fell behind at {behind['at_s']} s (a stage over {p['lag_limit_s']:g} s of input behind)." if behind else "not sustained.")
+                  + f" Offered {p['sent']:,}; scored {p['distinct_readings_scored']:,} distinct readings in {p['risk_records']:,} risk records "
+                  f"({p['missing']:,} missing, {p['duplicated']:,} duplicated).", "",
+                  "| stage | rate while offered /s | max lag records | max lag (s of input) |", "|---|---:|---:|---:|"]
+        for stage, st in p["stages"].items():
+            lines.append(f"| {stage} | {_fmt(st['rate_while_offered_per_s'])} | {st['max_lag_records']:,} | {st['max_lag_s_of_input']} |")
     lines += ["", "## Scale-out (one group, live input)", "", "| processes | readings/s | window s |", "|---:|---:|---:|"]
     for s in r["scale_out"]:
         lines.append(f"| {s['processes']} | {_fmt(s['readings_per_s'])} | {s['window_s']} |")
