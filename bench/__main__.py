@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     size = MODES[mode]
     started = time.monotonic()
     result: dict = run_record("bench", mode, argv)
+    args.results.mkdir(parents=True, exist_ok=True)  # profile.md is written before latest.*
     from inference.service import load_model
 
     result["model"] = load_model(args.checkpoint)[1]
