@@ -16,10 +16,10 @@ debounce condition of level i+1 started holding.
 from __future__ import annotations
 
 import json
-
-import orjson
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
+
+import orjson
 
 from alerts.rules import Rules
 
@@ -152,9 +152,9 @@ def from_json(obj: Any, rules: Rules) -> PatientState:
 
 
 def encode(state: PatientState) -> bytes:
-    """The changelog value: compact JSON. The state holds integers, strings, booleans and nulls
-    only (no floats, so nothing orjson would write differently from the standard encoder's NaN
-    refusal), and orjson writes it several times faster than `json.dumps`."""
+    """The changelog value, compact JSON written by orjson (several times faster than `json.dumps`).
+    A state holds integers, strings, booleans and nulls only: no float, so no NaN that orjson would
+    write as null where the standard encoder refuses it. `decode` reads either encoder's output."""
     return orjson.dumps(to_json(state))
 
 

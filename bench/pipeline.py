@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import orjson
 
-from bench.common import (PARTITIONS, broker, create_topics, fresh_prefix, logger, producer, run_parser, run_record,
+from bench.common import (PARTITIONS, _free_port, broker, create_topics, fresh_prefix, logger, producer, run_parser, run_record,
                           spawn, stop, stream_flags)
 from ingest.contract import Reading, encode_reading
 from runtime.topics import (ALERTS, ALERTS_CONTROL, ALERTS_STATE, INGEST_STATE, RISK, SCORER_STATE, VITALS, VITALS_DLQ,
@@ -142,7 +143,7 @@ def count_scored(bootstrap: str, prefix: str, patients: int) -> dict[str, int]:
         for batch in consumer.read_to_end(tps, timeout_s=DRAIN_CAP_S, max_records=50_000):
             chunk = np.empty(len(batch), dtype=np.int64)
             for i, r in enumerate(batch):
-                value = json.loads(r.value)
+                value = orjson.loads(r.value)
                 chunk[i] = int(value["patient_id"][1:]) + patients * int(value["seq"])
             ids.append(chunk)
             records += len(batch)
@@ -153,8 +154,6 @@ def count_scored(bootstrap: str, prefix: str, patients: int) -> dict[str, int]:
 
 
 def run(bootstrap: str, patients: int, seconds: float, checkpoint: str, logdir: Path) -> dict[str, object]:
-    from wardwatch.broker import _free_port
-
     prefix = fresh_prefix("pipeline")
     create_topics(bootstrap, prefix, TOPICS)
     ports = {stage: _free_port() for stage in STAGES}
