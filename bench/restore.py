@@ -25,6 +25,7 @@ import json
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from inference.state.changelog import CONTENT_TYPE, encode_row
 from inference.state.table import StateTable
 from ingest.contract import Reading, encode_reading
 from runtime.kafka.changelog import ChangelogRestore
-from runtime.kafka.client import TopicPartition
+from runtime.kafka.client import KafkaClientError, TopicPartition
 from runtime.kafka.loop import StreamLoop
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord, OutRecord
@@ -120,6 +121,8 @@ class TimedLoop(StreamLoop):
         self.rebuild_s = 0.0
         self.restore_work: list[tuple[float, float]] = []  # (start, seconds) of each step's restore work
         self.scored: list[tuple[float, int]] = []  # (commit time, readings of partitions != RESTORED)
+        self._sent: deque[int] = deque()  # readings of partitions != RESTORED in each transaction not yet committed
+        self._batch_others = 0  # readings of partitions != RESTORED in the batch being processed
 
     def assigned(self, tps: list[TopicPartition]) -> None:
         if self.assigned_at is None:
@@ -143,9 +146,17 @@ class TimedLoop(StreamLoop):
             self.restored_at = time.perf_counter()
             self.rebuild_s = self.restored_at - started
 
-    def _transact(self, outputs: list[OutRecord], offsets: dict[TopicPartition, int]) -> None:
-        super()._transact(outputs, offsets)
-        self.scored.append((time.perf_counter(), self._batch_others))
+    def _send(self, outputs: list[OutRecord]) -> None:
+        super()._send(outputs)
+        self._sent.append(self._batch_others)
+
+    def _committed(self, records_out: dict[str, int], started: float) -> None:
+        super()._committed(records_out, started)
+        self.scored.append((time.perf_counter(), self._sent.popleft()))
+
+    def _failed(self, exc: KafkaClientError, records: int) -> None:
+        self._sent.clear()
+        super()._failed(exc, records)
 
 
 class CountingScorer:
@@ -176,7 +187,6 @@ def measure(bootstrap: str, patients: int, backlog: int, checkpoint: str, client
     processor = CountingScorer(build_scorer(config, metrics, model, version), ref)
     stop = threading.Event()
     loop = TimedLoop(processor, config, metrics, stop)  # type: ignore[arg-type]
-    loop._batch_others = 0  # type: ignore[attr-defined]
     ref.append(loop)
     runner = threading.Thread(target=loop.run, daemon=True)
     runner.start()

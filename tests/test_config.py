@@ -18,6 +18,8 @@ def test_environment_then_defaults() -> None:
     assert config.bootstrap_servers == "kafka:19092"
     assert config.partitions == 12
     assert config.commit_interval_ms == 100
+    assert config.overlap_commits is True
+    assert load(StreamConfig, None, {"WARDWATCH_OVERLAP_COMMITS": "false"}).overlap_commits is False
 
 
 @pytest.mark.parametrize(

@@ -75,13 +75,18 @@ def phases(readings: list[Reading], n: int) -> list[list[tuple[bytes, bytes]]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def test_sigkill_mid_stream_gives_the_same_committed_stream_as_offline(kafka_bootstrap: str, topic_prefix: str, workdir: Path) -> None:
+@pytest.mark.parametrize("commits", ["--overlap-commits", "--no-overlap-commits"])
+def test_sigkill_mid_stream_gives_the_same_committed_stream_as_offline(
+    commits: str, kafka_bootstrap: str, topic_prefix: str, workdir: Path
+) -> None:
+    """Either way of committing (the next batch processed while a commit is in flight, or
+    each batch waiting for its own) survives a SIGKILL with the committed stream unchanged."""
     readings = cohort_readings(patients=24, hours=3, seed=21)
     expected = offline_scores(readings)
     create_topics(kafka_bootstrap, topic_prefix)
     first, second, third = phases(readings, 3)
-    a = scorer("scorer-a", kafka_bootstrap, topic_prefix, workdir)
-    b = scorer("scorer-b", kafka_bootstrap, topic_prefix, workdir)
+    a = scorer("scorer-a", kafka_bootstrap, topic_prefix, workdir, commits)
+    b = scorer("scorer-b", kafka_bootstrap, topic_prefix, workdir, commits)
     restarted: Service | None = None
     try:
         produce(kafka_bootstrap, topic_prefix + VITALS, first)
@@ -92,7 +97,7 @@ def test_sigkill_mid_stream_gives_the_same_committed_stream_as_offline(kafka_boo
         time.sleep(random.Random(6).uniform(0.2, 2.5))
         victim.kill()
         metrics_port = _free_port()
-        restarted = scorer(victim.name, kafka_bootstrap, topic_prefix, workdir, "--metrics-port", str(metrics_port))
+        restarted = scorer(victim.name, kafka_bootstrap, topic_prefix, workdir, "--metrics-port", str(metrics_port), commits)
         producer.join()
         produce(kafka_bootstrap, topic_prefix + VITALS, third)
         got = committed_scores(kafka_bootstrap, topic_prefix + RISK, len(readings))

@@ -6,6 +6,17 @@ changelog before any record of that partition is processed; revocation drops it.
 transaction rewinds: state is rebuilt from the changelog and the consumer seeks back to the
 committed offsets, so the retry sees exactly what the failed attempt saw.
 
+Commits overlap the next batch (`overlap_commits`, the default). Sending a transaction's
+offsets and committing it are round trips to the broker (about a third of the loop's time on
+librdkafka), so a committer thread finishes batch k's transaction while this thread polls and
+processes batch k+1. Batch k+1's transaction begins only once batch k's has committed: the
+transactions stay one after the other, and batch k+1's outputs reach the producer only then.
+If batch k's commit fails, batch k+1's outputs are thrown away unsent: the rewind rebuilds
+state from the changelog and reads both batches again. A revocation waits for the transaction
+in flight before it lets its partitions go (a failure found there rewinds after the poll that
+ran the callback, and that poll's records are not processed); an idle poll settles it too, so
+an aborted last batch does not wait for new input to be read again.
+
 Restores do not stall the group. A partition being restored is paused in the consumer (its
 records are not fetched, the group keeps it here), and its changelog is read a slice at a time
 between polls (`ChangelogRestore`), while the other partitions keep flowing. When its changelog
@@ -36,6 +47,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from runtime.config import StreamConfig
@@ -78,6 +91,15 @@ class _Stopped(Exception):
     """The loop was told to stop while it was retrying a broker it cannot reach."""
 
 
+@dataclass(slots=True)
+class _InFlight:
+    """A transaction whose outputs are sent and whose offsets and commit run on the committer thread."""
+
+    done: Future[None]
+    records_out: dict[str, int]  # outputs per topic, counted once it commits
+    started: float  # perf_counter at begin_transaction
+
+
 class StreamLoop:
     """Runs one `Processor` against Kafka until `stop` is set."""
 
@@ -108,6 +130,10 @@ class StreamLoop:
         self._restores: dict[int, ChangelogRestore] = {}
         self._restore_retry_at: dict[int, float] = {}
         self._last_batch_s = 0.0
+        self._committer: ThreadPoolExecutor | None = None
+        self._in_flight: _InFlight | None = None
+        # A transaction settled inside a rebalance callback that failed, answered after the poll.
+        self._failure_due: tuple[KafkaClientError, int] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -126,6 +152,8 @@ class StreamLoop:
             # Static membership: the instance id is the identity the group fences zombies by.
             instance_id=cfg.transactional_id(self.stage),
         )
+        if cfg.overlap_commits:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"{self.stage}-commit")
         try:
             self._producer = self._init_producer()
             inputs = [cfg.topic(t) for t in self.processor.input_topics]
@@ -142,6 +170,7 @@ class StreamLoop:
             self._close()
 
     def _close(self) -> None:
+        self._settle_on_close()
         self._cancel_restores(sorted(self._restores))
         if self._consumer is not None:
             try:
@@ -153,7 +182,26 @@ class StreamLoop:
                 self._producer.close(timeout_s=5)
             except Exception as exc:
                 log.warning("producer close failed error=%r", exc)
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
         log.info("stream stopped stage=%s", self.stage)
+
+    def _settle_on_close(self) -> None:
+        """Let the transaction in flight finish (or fail: its batch is read again by whoever
+        owns the partitions next, from the committed offsets) before the clients close."""
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return
+        try:
+            flight.done.result()
+        except KafkaClientError as exc:
+            self.metrics.transactions.labels(self.stage, "aborted").inc()
+            log.warning("the last transaction failed while stopping stage=%s error=%s", self.stage, exc)
+            return
+        except Exception as exc:  # stopping goes on: the broker aborts what was left open
+            log.warning("the last transaction failed while stopping stage=%s error=%r", self.stage, exc)
+            return
+        self._committed(flight.records_out, flight.started)
 
     # -- one batch ---------------------------------------------------------------------------
     def _step(self) -> None:
@@ -170,6 +218,12 @@ class StreamLoop:
             # Nothing was processed: a lost connection or coordinator only delays the batch.
             log.warning("poll failed stage=%s error=%s; retrying", self.stage, exc)
             self.stop.wait(RETRY_BACKOFF_S)
+            return
+        if self._failure_due is not None:
+            # A transaction settled by a revocation during this poll failed: what it held is
+            # read again from the committed offsets, and so are the records just polled.
+            (failure, records_out), self._failure_due = self._failure_due, None
+            self._failed(failure, records_out)
             return
         if self._restores:
             polled = self._withhold_restoring(polled)
@@ -190,6 +244,7 @@ class StreamLoop:
             self.metrics.records_in.labels(self.stage, topic[prefix:]).inc(counts[(topic, partition)])
         self._update_lag()
         if not records:
+            self._settle()  # idle: an aborted last batch is read again now, not on the next input
             return
         started = time.perf_counter()
         outputs = self.processor.process(records)
@@ -199,38 +254,82 @@ class StreamLoop:
         self._last_batch_s = time.perf_counter() - started
 
     def _commit(self, outputs: list[OutRecord], offsets: dict[TopicPartition, int]) -> None:
+        if not self._settle():
+            return  # the previous transaction failed: state is rewound and this batch is read again
         started = time.perf_counter()
+        records_out: dict[str, int] = {}
+        for out in outputs:
+            records_out[out.topic] = records_out.get(out.topic, 0) + 1
         try:
-            self._transact(outputs, offsets)
-        except KafkaClientError as exc:
-            self.metrics.transactions.labels(self.stage, "aborted").inc()
-            self._exit_if_final(exc, "producer can no longer commit")
-            log.warning("transaction aborted stage=%s records=%d error=%s", self.stage, len(outputs), exc)
-            if isinstance(exc, FatalKafkaError):
-                self._replace_producer(exc)
+            if self._committer is None:
+                self._transact(outputs, offsets)
             else:
-                self._abort_or_replace_producer(exc)
-            self._rewind()
+                self._send(outputs)
+                # Taken now: the offsets must carry the generation this batch was polled under.
+                done = self._committer.submit(self._finish, self._producer, offsets, self._consumer.group_metadata())
+                self._in_flight = _InFlight(done, records_out, started)
+                return
+        except KafkaClientError as exc:
+            self._failed(exc, len(outputs))
             return
+        self._committed(records_out, started)
+
+    def _settle(self, *, now: bool = True) -> bool:
+        """Wait for the transaction in flight; False if it failed. The failure is answered as any
+        failed transaction (`_failed`): at once, or with `now=False` (inside a rebalance
+        callback, where a client may swallow what it raises) right after the poll."""
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return True
+        try:
+            flight.done.result()
+        except KafkaClientError as exc:
+            if now:
+                self._failed(exc, sum(flight.records_out.values()))
+            else:
+                self._failure_due = (exc, sum(flight.records_out.values()))
+            return False
+        self._committed(flight.records_out, flight.started)
+        return True
+
+    def _committed(self, records_out: dict[str, int], started: float) -> None:
         self.metrics.transactions.labels(self.stage, "committed").inc()
         self.metrics.commit_seconds.labels(self.stage).observe(time.perf_counter() - started)
-        counts: dict[str, int] = {}
-        for out in outputs:
-            counts[out.topic] = counts.get(out.topic, 0) + 1
-        for topic, n in counts.items():
+        for topic, n in records_out.items():
             self.metrics.records_out.labels(self.stage, topic).inc(n)
+
+    def _failed(self, exc: KafkaClientError, records: int) -> None:
+        """A transaction failed: end it (or replace the producer) and rewind."""
+        self.metrics.transactions.labels(self.stage, "aborted").inc()
+        self._exit_if_final(exc, "producer can no longer commit")
+        log.warning("transaction aborted stage=%s records=%d error=%s", self.stage, records, exc)
+        if isinstance(exc, FatalKafkaError):
+            self._replace_producer(exc)
+        else:
+            self._abort_or_replace_producer(exc)
+        self._rewind()
 
     def _transact(self, outputs: list[OutRecord], offsets: dict[TopicPartition, int]) -> None:
         """One transaction: outputs and the consumed offsets, committed together or not at all."""
+        self._send(outputs)
+        # The group metadata (generation, member and instance id) lets the broker refuse the
+        # offsets of a member the group has since replaced (KIP-447).
+        self._finish(self._producer, offsets, self._consumer.group_metadata())
+
+    def _send(self, outputs: list[OutRecord]) -> None:
+        """Begin a transaction and hand it the outputs."""
         producer = self._producer
         producer.begin_transaction()
         prefix = self.config.topic_prefix
         send = producer.send
         for out in outputs:
             send(prefix + out.topic, out.value, out.key, out.headers, out.partition, out.timestamp_ms)
-        # The group metadata (generation, member and instance id) lets the broker refuse the
-        # offsets of a member the group has since replaced (KIP-447).
-        producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
+
+    @staticmethod
+    def _finish(producer: Producer, offsets: dict[TopicPartition, int], group_metadata: Any) -> None:
+        """Add the consumed offsets to the open transaction and commit it (the committer
+        thread's part when commits overlap)."""
+        producer.send_offsets_to_transaction(offsets, group_metadata)
         producer.commit_transaction()
 
     def _exit_if_final(self, exc: KafkaClientError, what: str) -> None:
@@ -335,6 +434,8 @@ class StreamLoop:
         log.info("partitions assigned stage=%s partitions=%s owned=%s", self.stage, new, sorted(self.owned))
 
     def revoked(self, tps: list[TopicPartition]) -> None:
+        # The transaction in flight holds offsets of these partitions: it ends before they go.
+        self._settle(now=False)
         gone = sorted({tp.partition for tp in tps} & self.owned)
         for tp in tps:
             self._positions.pop(tp, None)
