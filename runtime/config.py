@@ -179,7 +179,7 @@ class StreamConfig(KafkaConfig):
         10000, "most records taken per poll (one batch); larger batches share one state write per patient"
     )
     overlap_commits: bool = setting(
-        True, "commit each batch's transaction while the next batch is polled and processed (its outputs wait for that commit)"
+        True, "under a backlog (a batch of at least half --max-poll-records), commit each batch's transaction while the next is polled and processed"
     )
     transaction_timeout_ms: int = setting(10000, "broker aborts a transaction left open longer than this, ms")
     metrics_port: int = setting(0, "port for Prometheus /metrics (0 = pick a free one, -1 = off)")

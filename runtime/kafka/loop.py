@@ -6,10 +6,12 @@ changelog before any record of that partition is processed; revocation drops it.
 transaction rewinds: state is rebuilt from the changelog and the consumer seeks back to the
 committed offsets, so the retry sees exactly what the failed attempt saw.
 
-Commits overlap the next batch (`overlap_commits`, the default). Sending a transaction's
-offsets and committing it are round trips to the broker (about a third of the loop's time on
-librdkafka), so a committer thread finishes batch k's transaction while this thread polls and
-processes batch k+1. Batch k+1's transaction begins only once batch k's has committed: the
+Under a backlog, commits overlap the next batch (`overlap_commits`, the default). Sending a
+transaction's offsets and committing it are round trips to the broker (about a third of the
+loop's time on librdkafka), so for a batch of at least half `max_poll_records` a committer
+thread finishes batch k's transaction while this thread polls and processes batch k+1. Smaller
+batches (the loop is caught up) commit in turn: there the next batch would wait for this commit
+and then its own, which adds a commit's time to the latency and gains nothing. Batch k+1's transaction begins only once batch k's has committed: the
 transactions stay one after the other, and batch k+1's outputs reach the producer only then.
 If batch k's commit fails, batch k+1's outputs are thrown away unsent: the rewind rebuilds
 state from the changelog and reads both batches again. A revocation waits for the transaction
@@ -250,10 +252,12 @@ class StreamLoop:
         outputs = self.processor.process(records)
         self.metrics.batch_seconds.labels(self.stage).observe(time.perf_counter() - started)
         self.metrics.batch_size.labels(self.stage).observe(len(records))
-        self._commit(outputs, offsets)
+        # Only a backlog's batch overlaps its commit: when the loop is caught up, the next batch
+        # would wait for this commit and then its own, one commit longer than in turn.
+        self._commit(outputs, offsets, overlap=2 * len(records) >= self.config.max_poll_records)
         self._last_batch_s = time.perf_counter() - started
 
-    def _commit(self, outputs: list[OutRecord], offsets: dict[TopicPartition, int]) -> None:
+    def _commit(self, outputs: list[OutRecord], offsets: dict[TopicPartition, int], *, overlap: bool = False) -> None:
         if not self._settle():
             return  # the previous transaction failed: state is rewound and this batch is read again
         started = time.perf_counter()
@@ -261,7 +265,7 @@ class StreamLoop:
         for out in outputs:
             records_out[out.topic] = records_out.get(out.topic, 0) + 1
         try:
-            if self._committer is None:
+            if self._committer is None or not overlap:
                 self._transact(outputs, offsets)
             else:
                 self._send(outputs)
