@@ -11,8 +11,9 @@ transaction's offsets and committing it are round trips to the broker (about a t
 loop's time on librdkafka), so for a batch of at least half `max_poll_records` a committer
 thread finishes batch k's transaction while this thread polls and processes batch k+1. Smaller
 batches (the loop is caught up) commit in turn: there the next batch would wait for this commit
-and then its own, which adds a commit's time to the latency and gains nothing. Batch k+1's transaction begins only once batch k's has committed: the
-transactions stay one after the other, and batch k+1's outputs reach the producer only then.
+and then its own, which adds a commit's time to the latency and gains nothing. Batch k+1's
+transaction begins only once batch k's has committed: the transactions stay one after the
+other, and batch k+1's outputs reach the producer only then.
 If batch k's commit fails, batch k+1's outputs are thrown away unsent: the rewind rebuilds
 state from the changelog and reads both batches again. A revocation waits for the transaction
 in flight before it lets its partitions go (a failure found there rewinds after the poll that
@@ -192,18 +193,22 @@ class StreamLoop:
         """Let the transaction in flight finish (or fail: its batch is read again by whoever
         owns the partitions next, from the committed offsets) before the clients close."""
         flight, self._in_flight = self._in_flight, None
-        if flight is None:
-            return
-        try:
-            flight.done.result()
-        except KafkaClientError as exc:
+        failed = self._failure_due is not None  # found by a revocation in the last poll
+        self._failure_due = None
+        if flight is not None:
+            try:
+                flight.done.result()
+                self._committed(flight.records_out, flight.started)
+            except Exception as exc:  # stopping goes on either way
+                failed = True
+                log.warning("the last transaction failed while stopping stage=%s error=%s", self.stage, exc)
+        if failed and self._producer is not None:
             self.metrics.transactions.labels(self.stage, "aborted").inc()
-            log.warning("the last transaction failed while stopping stage=%s error=%s", self.stage, exc)
-            return
-        except Exception as exc:  # stopping goes on: the broker aborts what was left open
-            log.warning("the last transaction failed while stopping stage=%s error=%r", self.stage, exc)
-            return
-        self._committed(flight.records_out, flight.started)
+            try:
+                # Ended now, so the next owner of its partitions does not wait for the timeout.
+                self._producer.abort_transaction()
+            except Exception as exc:  # the broker aborts it after the transaction timeout
+                log.warning("abort while stopping failed stage=%s error=%s", self.stage, exc)
 
     # -- one batch ---------------------------------------------------------------------------
     def _step(self) -> None:
