@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench import transactions
+
 # metric: (comparison, target, the issue that set it). Issue 9's are on the default client
 # (kafka-python), issue 17's on the faster one (confluent-kafka).
 TARGETS = {
@@ -88,6 +90,9 @@ def markdown(r: dict) -> str:
         e, st = run["event_to_score_ms"], run["steady_event_to_score_ms"]
         lines.append(f"| {run.get('client', 'kafka-python')} | {run['offered_per_s']:,} | {_fmt(run['achieved_offered_per_s'])} | {_fmt(run['achieved_scored_per_s'])} "
                      f"| {e['p50']} | {e['p99']} | {e['max']} | {run['scored']:,} | {st['p50']} / {st['p99']} / {st['max']} |")
+    if r.get("transactions"):
+        lines += ["", "## Back-to-back transactions (`python -m bench.transactions` runs only this)", "",
+                  r["notes"]["transactions"], "", *transactions.table(r["transactions"])]
     lines += ["", "## State scale (restore from scorer.state)", "",
               "| patients | table B/patient | RSS B/patient | read changelog s | restore_partition s | total s | rows/s |",
               "|---:|---:|---:|---:|---:|---:|---:|"]

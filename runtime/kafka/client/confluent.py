@@ -27,6 +27,7 @@ from runtime.kafka.client.base import (
     COOPERATIVE_STICKY,
     HEARTBEAT_INTERVAL_MS,
     SESSION_TIMEOUT_MS,
+    TXN_RETRY_BACKOFF_MS,
     Headers,
     KafkaClientError,
     NewTopic,
@@ -427,6 +428,7 @@ class ConfluentClient:
         }
         if transactional_id is not None:
             config["transactional.id"] = transactional_id
+            config["retry.backoff.ms"] = TXN_RETRY_BACKOFF_MS
             if transaction_timeout_ms is not None:
                 config["transaction.timeout.ms"] = transaction_timeout_ms
             # librdkafka refuses a message timeout longer than the transaction timeout (60 s by default).

@@ -31,6 +31,7 @@ from runtime.kafka.client.base import (
     FatalKafkaError,
     RANGE,
     SESSION_TIMEOUT_MS,
+    TXN_RETRY_BACKOFF_MS,
     GroupFencedError,
     Headers,
     KafkaClientError,
@@ -414,6 +415,7 @@ class KafkaPythonClient:
         )
         if transactional_id is not None:
             config["transactional_id"] = transactional_id
+            config["retry_backoff_ms"] = TXN_RETRY_BACKOFF_MS
         if transaction_timeout_ms is not None:
             config["transaction_timeout_ms"] = transaction_timeout_ms
         if request_timeout_ms is not None:
