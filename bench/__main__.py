@@ -2,9 +2,10 @@
 
 Starts a local Apache Kafka broker (or uses KAFKA_BOOTSTRAP_SERVERS), runs the scenarios of
 issues 9 and 17 in order (ceiling and scorer on each Kafka client, naive, peer, ingest and
-alerts draining a backlog on each client, latency on each client, state scale, scale-out,
-the whole pipeline at one reading per patient per minute, profile on each client) and writes bench/results/latest.json,
-latest.md and profile.md with the machine and the command.
+alerts draining a backlog on each client, latency on each client, back-to-back transactions at
+each retry backoff, state scale, scale-out, the whole pipeline at one reading per patient per
+minute, profile on each client) and writes bench/results/latest.json, latest.md and profile.md
+with the machine and the command.
 """
 
 from __future__ import annotations
