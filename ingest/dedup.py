@@ -90,6 +90,7 @@ class _Window:
 class _Partition:
     devices: OrderedDict[Device, _Window] = field(default_factory=OrderedDict)  # least recent first
     newest_ts: int = -1
+    seqs: int = 0  # over all its devices: size() is read every batch, and a partition may hold 50,000 devices
 
 
 def state_key(device: Device, seq: int) -> bytes:
@@ -121,9 +122,13 @@ class DedupState:
         if window is None:
             window = part.devices[device] = _Window()
         part.devices.move_to_end(device)
-        if window.seqs.get(seq) == ts_ms:
+        known = window.seqs.get(seq)
+        if known == ts_ms:
             return True
-        window.seqs.pop(seq, None)
+        if known is None:
+            part.seqs += 1
+        else:
+            del window.seqs[seq]  # a restarted counter: the new reading takes the seq's place, at the end
         window.seqs[seq] = ts_ms
         self._pending[(partition, state_key(device, seq))] = ts_ms
         window.newest_ts = max(window.newest_ts, ts_ms)
@@ -139,6 +144,7 @@ class DedupState:
             if ts >= horizon and len(window.seqs) <= s.max_seqs:
                 break
             del window.seqs[seq]
+            part.seqs -= 1
             self._pending[(partition, state_key(device, seq))] = None
         # Least recently seen devices sit at the front: stop at the first still-current one.
         while part.devices:
@@ -148,7 +154,9 @@ class DedupState:
             self._forget(partition, part, oldest)
 
     def _forget(self, partition: int, part: _Partition, device: Device) -> None:
-        for seq in part.devices.pop(device).seqs:
+        seqs = part.devices.pop(device).seqs
+        part.seqs -= len(seqs)
+        for seq in seqs:
             self._pending[(partition, state_key(device, seq))] = None
 
     def changes(self) -> list[tuple[int, bytes, bytes | None]]:
@@ -185,7 +193,8 @@ class DedupState:
             part.newest_ts = max(part.newest_ts, ts)
         for device in [d for d, w in part.devices.items() if not w.seqs]:
             del part.devices[device]
-        return sum(len(w.seqs) for w in part.devices.values())
+        part.seqs = sum(len(w.seqs) for w in part.devices.values())
+        return part.seqs
 
     def drop(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
@@ -195,4 +204,4 @@ class DedupState:
 
     def size(self) -> int:
         """Seqs held over all partitions (for a gauge and for tests of the bound)."""
-        return sum(len(w.seqs) for p in self._partitions.values() for w in p.devices.values())
+        return sum(p.seqs for p in self._partitions.values())

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from ingest.dedup import DedupSettings
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.dedup import DedupSettings, DedupState, ReadingId
 from ingest.processor import IngestProcessor
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import InRecord, OutRecord, header
@@ -54,3 +57,31 @@ def test_memory_is_bounded_by_the_window() -> None:
     stage = ingest(DedupSettings(window_ms=60_000, max_seqs=5, max_devices=100))
     stage.process([raw(i, i, NOW - 600_000 + i * 1000) for i in range(50)])
     assert stage.dedup.size() <= 5
+
+
+def held(state: DedupState) -> int:
+    """Seqs held, counted the long way."""
+    return sum(len(w.seqs) for p in state._partitions.values() for w in p.devices.values())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("see"), st.integers(0, 2), st.integers(0, 4), st.integers(0, 9), st.integers(0, 40)),
+    st.tuples(st.just("drop"), st.integers(0, 2)),
+    st.tuples(st.just("restart"), st.integers(0, 2)),
+), max_size=120))
+def test_the_size_kept_as_it_goes_is_the_seqs_held(steps: list[tuple]) -> None:
+    # size() is read every batch, so it is kept up to date rather than counted over every device.
+    state = DedupState(DedupSettings(window_ms=10_000, max_seqs=3, max_devices=2))
+    written: dict[int, list[tuple[bytes, bytes | None]]] = {0: [], 1: [], 2: []}
+    for step in steps:
+        if step[0] == "see":
+            _, partition, device, seq, ts = step
+            state.seen(partition, ReadingId(f"P{device}", "D", seq, ts * 1000))
+        elif step[0] == "drop":
+            state.drop([step[1]])
+        else:  # a restart of one partition from what its changelog holds so far
+            state.restore(step[1], written[step[1]])
+        for partition, key, value in state.changes():
+            written[partition].append((key, value))
+        assert state.size() == held(state)
