@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Final
 
 import orjson
@@ -67,10 +68,11 @@ class Reading:
     spo2_scale: int = 1
 
     def to_dict(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in _FIELDS}
+        return dict(zip(_FIELDS, _VALUES(self), strict=True))
 
 
 _FIELDS: Final = tuple(f.name for f in fields(Reading))
+_VALUES: Final = attrgetter(*_FIELDS)  # a Reading's field values as one tuple, in field order
 
 
 def encode_reading(reading: Reading) -> bytes:
@@ -81,17 +83,17 @@ def encode_reading(reading: Reading) -> bytes:
     strings, and finite floats that Python writes without an exponent (0, or 1e-4 <= |x| < 1e16).
     Anything else (a non-ASCII id, NaN, an integer beyond 64 bits) goes to the standard encoder.
     """
-    obj = reading.to_dict()
-    if _same_in_orjson(obj):
+    values = _VALUES(reading)
+    if _same_in_orjson(values):
         try:
-            return orjson.dumps(obj)
+            return orjson.dumps(dict(zip(_FIELDS, values)))
         except TypeError:  # an integer beyond 64 bits
             pass
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(dict(zip(_FIELDS, values)), separators=(",", ":"), allow_nan=False).encode()
 
 
-def _same_in_orjson(obj: dict[str, object]) -> bool:
-    for value in obj.values():
+def _same_in_orjson(values: tuple[object, ...]) -> bool:
+    for value in values:
         if type(value) is float:
             # NaN and infinity fail the range test too.
             if value != 0.0 and not 1e-4 <= abs(value) < 1e16:

@@ -22,10 +22,12 @@ import json
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from ingest.contract import ACVPU_LEVELS, ALL_FIELDS, MAX_ID_LENGTH, RANGES, SPO2_SCALES, VITALS, Reading
 from runtime.records import NOT_DECODED, fast_json
+
+_KNOWN_FIELDS: Final = frozenset(ALL_FIELDS)
 
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_FHIR_BYTES = 512 * 1024  # a Bundle of a few dozen Observations with narrative text
@@ -114,8 +116,9 @@ def validate_object(obj: Any, now_ms: int, limits: Limits = Limits()) -> Reading
     """Validate an already-decoded JSON value against the reading contract."""
     if not isinstance(obj, dict):
         raise Rejected(Reason.NOT_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - set(ALL_FIELDS))
-    if unknown:
+    extra = obj.keys() - _KNOWN_FIELDS
+    if extra:
+        unknown = sorted(extra)
         raise Rejected(Reason.UNKNOWN_FIELD, f"unknown field(s) {_short(', '.join(map(repr, unknown)))}: the contract's fields are {', '.join(ALL_FIELDS)}")
     for name in ("patient_id", "device_id", "seq", "ts_ms"):
         if obj.get(name) is None:
@@ -197,6 +200,10 @@ def _vital(obj: dict[str, Any], name: str) -> float | None:
     value = obj.get(name)
     if value is None:
         return None
+    if type(value) is float:  # the common case, first: NaN and infinity fail the range test
+        low, high = RANGES[name]
+        if low <= value <= high:
+            return round(value, 1)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Rejected(Reason.WRONG_TYPE, f"{name}={_short(value)}, expected a number or null")
     try:
