@@ -101,6 +101,11 @@ def _debounce(rs: RuleState, rule: Rule, ts_ms: int, rank: int) -> tuple[tuple[t
     """The new window and `since`, and the highest level whose debounce holds now (0 = none)."""
     n_levels = len(rule.levels)
     window = (rs.window + ((ts_ms, rank),))[-rule.debounce.of_last :]
+    if rank == 0 and sum(1 for _, r in window if r) < rule.debounce.readings:
+        # The common case, and exactly what the loops below give for it: fewer readings than the
+        # debounce needs meet even the lowest level, so no level holds, and a reading at no level
+        # raises nothing.
+        return window, (None,) * n_levels, 0
     previous = rs.since if len(rs.since) == n_levels else (None,) * n_levels
     since: list[int | None] = []
     for level in range(1, n_levels + 1):

@@ -46,7 +46,7 @@ class RiskReading(Risk):
     """A `risk` record as the alert rules see it: the contract's fields, and a rule's signal.
 
     The rules look at the first six fields (patient_id, ts_ms, risk, news2, news2_single3,
-    model); `news2_scores` and `explain` are carried for the events' explanation, `seq` is left out.
+    model); `news2_scores` and `explain` are carried for the events' explanation, `seq` as read.
     """
 
     def signal(self, name: str) -> float:
@@ -134,13 +134,9 @@ def _int(obj: dict[str, Any], name: str) -> int:
 def parse_risk(data: bytes | str | None) -> RiskReading:
     """Decode and check a `risk` record value; raises MessageError naming the bad field."""
     try:
-        record = decode_risk(data)
+        return decode_risk(data, RiskReading)
     except RiskDecodeError as exc:
         raise MessageError(str(exc)) from None
-    return RiskReading(
-        record.patient_id, record.ts_ms, record.risk, record.news2, record.news2_single3, record.model,
-        news2_scores=record.news2_scores, explain=record.explain,
-    )
 
 
 def parse_command(data: bytes | str | None) -> Command:

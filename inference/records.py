@@ -25,7 +25,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from inference.news2 import PARAMETERS
 from ingest import MAX_ID_LENGTH
@@ -111,6 +111,10 @@ class Risk:
     explain: Explanation | None = field(default=None, hash=False)
 
 
+R = TypeVar("R", bound=Risk)
+_PARAMETER_NAMES: Final = frozenset(PARAMETERS)
+
+
 def format_risk(
     patient_id: str,
     ts_ms: int,
@@ -157,12 +161,13 @@ def encode_risk(record: Risk) -> bytes:
     )
 
 
-def decode_risk(data: bytes | str | None) -> Risk:
-    """Decode and check a `risk` record value; raises RiskDecodeError naming the bad field."""
-    return risk_from_object(json_object(data, RiskDecodeError))
+def decode_risk(data: bytes | str | None, as_type: type[R] = Risk) -> R:  # type: ignore[assignment]
+    """Decode and check a `risk` record value; raises RiskDecodeError naming the bad field.
+    `as_type`: a subclass of `Risk` with no fields of its own, built directly (no copy)."""
+    return risk_from_object(json_object(data, RiskDecodeError), as_type)
 
 
-def risk_from_object(obj: Any) -> Risk:
+def risk_from_object(obj: Any, as_type: type[R] = Risk) -> R:  # type: ignore[assignment]
     """Check an already-decoded JSON value against the contract (for readers that parse first)."""
     if not isinstance(obj, dict):
         raise RiskDecodeError(f"value={type(obj).__name__}: expected a JSON object")
@@ -184,7 +189,7 @@ def risk_from_object(obj: Any) -> Risk:
     ts_ms = obj.get("ts_ms")
     if isinstance(ts_ms, bool) or not isinstance(ts_ms, int) or ts_ms < 0:
         raise RiskDecodeError(f"ts_ms={ts_ms!r}: expected epoch milliseconds (an integer >= 0)")
-    return Risk(
+    return as_type(
         patient_id=patient_id,
         ts_ms=ts_ms,
         risk=float(risk),
@@ -204,6 +209,8 @@ def _optional_seq(value: Any) -> int | None:
 def _optional_scores(value: Any) -> dict[str, int | None]:
     if not isinstance(value, dict):
         return {}
+    if value.keys() <= _PARAMETER_NAMES and all(s is None or (type(s) is int and 0 <= s <= 3) for s in value.values()):
+        return value  # the scorer's records, as decoded: every entry is kept (a fresh dict, not shared)
     return {
         name: score
         for name, score in value.items()

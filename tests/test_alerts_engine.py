@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alerts import engine
 from alerts.messages import Acknowledge, AlertEvent, RiskReading, Snooze
 from alerts.partition import PartitionAlerts
-from alerts.rules import Rules, parse_rules
+from alerts.rules import SEVERITIES, Debounce, Level, Rule, Rules, parse_rules
+from alerts.state import RuleState
 from alerts.state import decode, encode
 
 T0 = 1_767_225_600_000
@@ -285,3 +288,37 @@ def test_restored_partition_continues_exactly_as_the_original(split: int) -> Non
     for step in steps[split:]:
         events.extend(apply(restored, step)[0])
     assert events == expected
+
+
+# -- the debounce, against its definition ------------------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(
+    levels=st.integers(1, 3),
+    readings=st.integers(1, 5),
+    extra=st.integers(0, 5),
+    min_duration=st.sampled_from([0, 2 * MIN, 10 * MIN]),
+    steps=st.lists(st.tuples(st.integers(1, 3 * MIN), st.integers(0, 3)), max_size=40),
+)
+def test_the_debounce_holds_a_level_exactly_when_enough_recent_readings_meet_it(
+    levels: int, readings: int, extra: int, min_duration: int, steps: list[tuple[int, int]]
+) -> None:
+    # The mostly-quiet case takes a short cut; whichever path runs, the result is the definition's.
+    of_last = readings + extra
+    rule = Rule("r", "risk", tuple(Level(SEVERITIES[0], 0.1 * (i + 1), 0.1 * (i + 1)) for i in range(levels)),
+                Debounce(readings, of_last, min_duration))
+    rs, ts, history = RuleState(), T0, []
+    for gap, rank in steps:
+        ts, rank = ts + gap, min(rank, levels)
+        history.append((ts, rank))
+        window, since, target = engine._debounce(rs, rule, ts, rank)
+        assert window == tuple(history[-of_last:])
+        for level in range(1, levels + 1):
+            meeting = [t for t, r in window if r >= level]
+            if len(meeting) < readings:
+                assert since[level - 1] is None
+            else:  # held since the first meeting reading of the run, kept while the run lasts
+                previous = rs.since[level - 1] if rs.since else None
+                assert since[level - 1] == (previous if previous is not None else meeting[0])
+        held = [lv for lv in range(1, levels + 1) if rank >= lv and since[lv - 1] is not None and ts - since[lv - 1] >= min_duration]
+        assert target == max(held, default=0)
+        rs = RuleState(window, since)

@@ -67,7 +67,7 @@ def test_every_reader_sees_the_same_record() -> None:
     for value in scored_records():
         record = decode_risk(value)
         assert parse_risk(value) == RiskReading(record.patient_id, record.ts_ms, record.risk, record.news2,
-                                                record.news2_single3, record.model, None, record.news2_scores, record.explain)
+                                                record.news2_single3, record.model, record.seq, record.news2_scores, record.explain)
         assert hash(parse_risk(value)) == hash(parse_risk(value))  # usable as a key, as before
         assert ward.apply(RISK, value) is None
         patient = ward.patients[record.patient_id].to_json()
