@@ -13,6 +13,7 @@ Still pure: no Kafka, no clock.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from dataclasses import dataclass, field
 
 from alerts import engine
@@ -40,6 +41,7 @@ class PartitionAlerts:
         self.patients: dict[str, PatientState] = {}
         self.stream_time_ms: int | None = None
         self.active: dict[str, str] = {}  # open alert id -> severity, for the active-alerts gauge
+        self.open_by_severity: Counter[str] = Counter()  # `active` counted, kept as it changes (read every batch)
         self._deadlines: list[tuple[int, int, str]] = []
 
     # -- restore -------------------------------------------------------------------------------
@@ -47,7 +49,7 @@ class PartitionAlerts:
         """Install a restored patient state (the latest one from the changelog)."""
         self.patients[patient_id] = state
         for _rule, alert in state.active_alerts():
-            self.active[alert.alert_id] = alert.severity
+            self._open(alert.alert_id, alert.severity)
         self._schedule(patient_id, state)
         heapq.heappush(self._deadlines, (engine.forget_due_ms(state, self.rules), FORGET, patient_id))
         if self.stream_time_ms is None or state.last_ts_ms > self.stream_time_ms:
@@ -95,10 +97,20 @@ class PartitionAlerts:
             outcome.changed.append(patient_id)
         for event in events:
             if event.status in (RAISED, ESCALATED):
-                self.active[event.alert_id] = event.severity
+                self._open(event.alert_id, event.severity)
             elif event.status == RESOLVED:
-                self.active.pop(event.alert_id, None)
+                self._close(event.alert_id)
         outcome.events.extend(events)
+
+    def _open(self, alert_id: str, severity: str) -> None:
+        self._close(alert_id)  # an escalation: the same alert, at its new severity
+        self.active[alert_id] = severity
+        self.open_by_severity[severity] += 1
+
+    def _close(self, alert_id: str) -> None:
+        severity = self.active.pop(alert_id, None)
+        if severity is not None:
+            self.open_by_severity[severity] -= 1
 
     def _schedule(self, patient_id: str, state: PatientState) -> None:
         due = engine.gap_due_ms(state, self.rules)

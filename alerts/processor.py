@@ -157,7 +157,9 @@ class AlertProcessor:
         out.append(dead_letter(VITALS_DLQ, record, stage=STAGE, reason=reason, detail=detail))
 
     def _update_active(self) -> None:
-        counts = Tally(severity for part in self.partitions.values() for severity in part.active.values())
+        counts: Tally[str] = Tally()
+        for part in self.partitions.values():
+            counts.update(part.open_by_severity)
         for severity in (*SEVERITIES, TECHNICAL):
             self.alert_metrics.active.labels(severity).set(counts.get(severity, 0))
 

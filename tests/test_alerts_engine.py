@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -285,8 +286,10 @@ def test_restored_partition_continues_exactly_as_the_original(split: int) -> Non
     for patient_id, state in original.patients.items():
         restored.load(patient_id, decode(encode(state), rules))
     assert restored.active == original.active
+    assert +restored.open_by_severity == +original.open_by_severity == Counter(original.active.values())
     for step in steps[split:]:
         events.extend(apply(restored, step)[0])
+        assert +restored.open_by_severity == Counter(restored.active.values())  # kept as alerts open, escalate, close
     assert events == expected
 
 
