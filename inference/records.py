@@ -25,7 +25,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, overload
 
 from inference.news2 import PARAMETERS
 from ingest import MAX_ID_LENGTH
@@ -161,13 +161,21 @@ def encode_risk(record: Risk) -> bytes:
     )
 
 
-def decode_risk(data: bytes | str | None, as_type: type[R] = Risk) -> R:  # type: ignore[assignment]
+@overload
+def decode_risk(data: bytes | str | None) -> Risk: ...
+@overload
+def decode_risk(data: bytes | str | None, as_type: type[R]) -> R: ...
+def decode_risk(data: bytes | str | None, as_type: type[Risk] = Risk) -> Risk:
     """Decode and check a `risk` record value; raises RiskDecodeError naming the bad field.
     `as_type`: a subclass of `Risk` with no fields of its own, built directly (no copy)."""
     return risk_from_object(json_object(data, RiskDecodeError), as_type)
 
 
-def risk_from_object(obj: Any, as_type: type[R] = Risk) -> R:  # type: ignore[assignment]
+@overload
+def risk_from_object(obj: Any) -> Risk: ...
+@overload
+def risk_from_object(obj: Any, as_type: type[R]) -> R: ...
+def risk_from_object(obj: Any, as_type: type[Risk] = Risk) -> Risk:
     """Check an already-decoded JSON value against the contract (for readers that parse first)."""
     if not isinstance(obj, dict):
         raise RiskDecodeError(f"value={type(obj).__name__}: expected a JSON object")
@@ -210,7 +218,7 @@ def _optional_scores(value: Any) -> dict[str, int | None]:
     if not isinstance(value, dict):
         return {}
     if value.keys() <= _PARAMETER_NAMES and all(s is None or (type(s) is int and 0 <= s <= 3) for s in value.values()):
-        return value  # the scorer's records, as decoded: every entry is kept (a fresh dict, not shared)
+        return value  # the scorer's records: every entry passes, so the decoded dict is kept as it is
     return {
         name: score
         for name, score in value.items()
