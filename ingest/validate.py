@@ -28,6 +28,7 @@ from ingest.contract import ACVPU_LEVELS, ALL_FIELDS, MAX_ID_LENGTH, RANGES, SPO
 from runtime.records import NOT_DECODED, fast_json
 
 _KNOWN_FIELDS: Final = frozenset(ALL_FIELDS)
+_VITAL_RANGES: Final = tuple((name, RANGES[name]) for name in VITALS)
 
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_FHIR_BYTES = 512 * 1024  # a Bundle of a few dozen Observations with narrative text
@@ -133,7 +134,19 @@ def validate_object(obj: Any, now_ms: int, limits: Limits = Limits()) -> Reading
     if ts_ms < now_ms - limits.max_age_ms:
         raise Rejected(Reason.TS_PAST, f"ts_ms={ts_ms} is older than {limits.max_age_ms // 3_600_000}h")
 
-    vitals = {name: _vital(obj, name) for name in VITALS}
+    vitals: dict[str, float | None] = {}
+    for name, (low, high) in _VITAL_RANGES:
+        value = obj.get(name)
+        kind = type(value)
+        # The common cases inline (absent, or a number in range); _vital checks everything else.
+        if value is None:
+            vitals[name] = None
+        elif kind is float and low <= value <= high:  # NaN and infinity fail the range test
+            vitals[name] = round(value, 1)
+        elif kind is int and low <= value <= high:
+            vitals[name] = float(value)  # exact: no rounding needed
+        else:
+            vitals[name] = _vital(obj, name)
     on_oxygen = obj.get("on_oxygen")
     if on_oxygen is not None and not isinstance(on_oxygen, bool):
         raise Rejected(Reason.WRONG_TYPE, f"on_oxygen={_short(on_oxygen)}, expected true, false or null")
@@ -200,10 +213,6 @@ def _vital(obj: dict[str, Any], name: str) -> float | None:
     value = obj.get(name)
     if value is None:
         return None
-    if type(value) is float:  # the common case, first: NaN and infinity fail the range test
-        low, high = RANGES[name]
-        if low <= value <= high:
-            return round(value, 1)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Rejected(Reason.WRONG_TYPE, f"{name}={_short(value)}, expected a number or null")
     try:
