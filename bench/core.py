@@ -17,15 +17,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import orjson
 
 from bench.common import cohort_input, in_records
+from bench.stages import risk_records
 from ingest.contract import Reading, encode_reading
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.processor import Processor
-from runtime.records import InRecord
 from runtime.service import tune_gc
 from runtime.topics import RISK, VITALS, VITALS_RAW
 
@@ -44,12 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--held is for --stage score or ingest (held patients would raise data-gap alerts)")
     data = cohort_input(60_000, 2_000)
     build = builder(args.stage, args.checkpoint)
-    score = builder("score", args.checkpoint)
-    records = in_records(data.records)
+    # alerts: the risk records the scorer's core makes of the same readings
+    records = in_records(risk_records(data, args.checkpoint) if args.stage == "alerts" else data.records)
     start_ms = min(int(orjson.loads(r.value or b"{}")["ts_ms"]) for r in records)
     held = in_records(held_readings(args.held, start_ms - 60_000))
-    if args.stage == "alerts":  # the risk records the scorer's core makes of the same readings
-        held, records = risk_of(score(), held), risk_of(score(), records)
     topic = {"score": VITALS, "ingest": VITALS_RAW, "alerts": RISK}[args.stage]
     held = [dataclasses.replace(r, topic=topic) for r in held]
     records = [dataclasses.replace(r, topic=topic) for r in records]
@@ -97,14 +95,6 @@ def held_readings(n: int, ts_ms: int) -> list[tuple[bytes, bytes | None]]:
         reading = Reading(patient, f"dev-{patient}", 0, ts_ms, 80.0, 16.0, 97.0, 37.0, 120.0, 80.0, False, "A")
         out.append((patient.encode(), encode_reading(reading)))
     return out
-
-
-def risk_of(scorer: Processor, records: Sequence[InRecord]) -> list[InRecord]:
-    """The `risk` records the scorer's core makes of `records`, as the alert stage reads them."""
-    out: list[tuple[bytes, bytes | None]] = []
-    for i in range(0, len(records), 10_000):
-        out += [(o.key or b"", o.value) for o in scorer.process(records[i : i + 10_000]) if o.topic == RISK]
-    return in_records(out)
 
 
 if __name__ == "__main__":
