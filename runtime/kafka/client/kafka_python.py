@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -41,6 +42,8 @@ from runtime.kafka.client.base import (
     TopicPartition,
     error_class,
 )
+
+log = logging.getLogger(__name__)
 
 NAME = "kafka-python"
 # This producer instance is beyond use: its epoch was fenced (a newer producer, or the broker's
@@ -164,7 +167,22 @@ class KafkaPythonProducer:
 
     def begin_transaction(self) -> None:
         self._futures = []
+        self._forget_refused_offsets()
         self._call(self._p.begin_transaction)
+
+    def _forget_refused_offsets(self) -> None:
+        """kafka-python keeps the offsets of a TxnOffsetCommit the group refused (UNKNOWN_MEMBER_ID,
+        ILLEGAL_GENERATION: the consumer left the group, say after a pause past its session
+        timeout) in its pending set after the transaction aborts, and sends them again with the
+        next transaction's offsets. That transaction then commits offsets of records whose
+        outputs were aborted: a partition the new transaction did not read jumps past them and
+        they are lost. A new transaction starts with none. (Private API of the pinned
+        kafka-python; nothing is pending between transactions that should survive.)"""
+        manager = getattr(self._p, "_transaction_manager", None)
+        pending = getattr(manager, "_pending_txn_offset_commits", None)
+        if pending:
+            log.warning("offsets of an aborted transaction dropped partitions=%d", len(pending))
+            pending.clear()
 
     def send_offsets_to_transaction(self, offsets: Mapping[TopicPartition, int], group_metadata: Any) -> None:
         native = {_tp(tp): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
