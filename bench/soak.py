@@ -18,6 +18,8 @@ the seeded generator is injected:
 The same seed gives the same input and the same fault schedule (what the processes make of it
 is timing). After each fault the soak measures, for each stage, the seconds from the end of the
 fault until the stage commits a transaction again (its `wardwatch_transactions_total`).
+`--kinds` and `--stages` narrow the draw: `--kinds pause --stages score --fault-every 20`
+pauses the scorer again and again (the run that found kafka-python's refused offsets).
 
 At the end the committed outputs are checked, stage by stage, against the cores run offline
 over the same input (no Kafka): ingest (each raw record in `vitals` or, with its reason, in
@@ -42,6 +44,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,14 +297,16 @@ def _alert_key(a: dict) -> tuple:
 
 
 # -- the run ------------------------------------------------------------------------------------
-def schedule(seed: int, seconds: float, every: float) -> list[tuple[float, str, str | None]]:
-    """(start second, kind, stage) of each fault: the same for the same seed."""
+def schedule(seed: int, seconds: float, every: float, kinds: Sequence[str] = KINDS,
+             stages: Sequence[str] = STAGES) -> list[tuple[float, str, str | None]]:
+    """(start second, kind, stage) of each fault, drawn from `kinds` and `stages`: the same for
+    the same seed."""
     rng = random.Random(seed)
     out: list[tuple[float, str, str | None]] = []
     t = every
     while t < seconds:
-        kind = rng.choice(KINDS)
-        out.append((t, kind, None if kind == "broker_restart" else rng.choice(STAGES)))
+        kind = rng.choice(kinds)
+        out.append((t, kind, None if kind == "broker_restart" else rng.choice(stages)))
         t += every
     return out
 
@@ -364,10 +369,11 @@ def recovery(stages: dict[str, Stage], baseline: dict[str, float]) -> dict[str, 
     return {name: out.get(name) for name in stages}
 
 
-def run(minutes: float, seed: int, rate: float, every: float, workdir: Path) -> dict[str, Any]:
+def run(minutes: float, seed: int, rate: float, every: float, workdir: Path,
+        kinds: Sequence[str] = KINDS, stages: Sequence[str] = STAGES) -> dict[str, Any]:
     seconds = minutes * 60
     items = soak_input(seed, int(rate * seconds))
-    plan = schedule(seed, seconds, every)
+    plan = schedule(seed, seconds, every, kinds, stages)
     logdir = workdir / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
     broker, proxies = proxied_broker(workdir / "broker", proxies=len(STAGES))
@@ -493,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rate", type=float, default=40.0, help="offered readings per second")
     parser.add_argument("--fault-every", type=float, default=30.0, help="seconds between fault starts")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), metavar="KIND",
+                        help=f"the fault kinds to draw from (default: all of {', '.join(KINDS)})")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), metavar="STAGE",
+                        help="the stages a fault may hit (default: all three; broker restarts hit all)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -500,9 +510,10 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.soak" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
         "started_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "machine": machine(), "minutes": args.minutes, "seed": args.seed, "rate": args.rate, "every": args.fault_every,
+        "kinds": args.kinds, "stages": args.stages,
     }
     with tempfile.TemporaryDirectory(prefix="wardwatch-soak-") as tmp:
-        result.update(run(args.minutes, args.seed, args.rate, args.fault_every, Path(tmp)))
+        result.update(run(args.minutes, args.seed, args.rate, args.fault_every, Path(tmp), args.kinds, args.stages))
         result["took_s"] = round(time.monotonic() - started)
         recovered = all(v is not None for f in result["faults"] for v in f["recovery_s"].values())
         fenced = not any(f["note"].startswith("FAILED") for f in result["faults"])
