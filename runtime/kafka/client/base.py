@@ -8,6 +8,7 @@ the errors. No client library's type crosses this boundary.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, Protocol
@@ -204,6 +205,31 @@ class Consumer(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def read_until_end(
+    poll: Callable[[float, int], list[Record]], tps: Sequence[TopicPartition], end: Mapping[TopicPartition, int],
+    pending: set[TopicPartition], reached: Callable[[TopicPartition], bool], timeout_s: float, max_records: int,
+    on_end: Callable[[TopicPartition], None] | None,
+) -> Iterator[list[Record]]:
+    """The part of `Consumer.read_to_end` both clients share, once they have assigned `tps` and
+    know each one's `end`: batches of records before the end, until no partition is `pending`.
+    `reached(tp)` is the client's own way to tell that `tp` is read to its end."""
+    for tp in tps:
+        if tp not in pending and on_end is not None:
+            on_end(tp)
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"partitions {sorted(pending)} not read to their end within {timeout_s:.0f}s")
+        batch = [r for r in poll(0.2, max_records) if r.offset < end[TopicPartition(r.topic, r.partition)]]
+        if batch:
+            yield batch
+        for tp in list(pending):
+            if reached(tp):
+                pending.discard(tp)
+                if on_end is not None:
+                    on_end(tp)
 
 
 class Admin(Protocol):

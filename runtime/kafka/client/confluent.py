@@ -35,6 +35,7 @@ from runtime.kafka.client.base import (
     Record,
     TopicPartition,
     error_class,
+    read_until_end,
 )
 
 NAME = "confluent"
@@ -343,22 +344,9 @@ class ConfluentConsumer:
         end = self.end_offsets(tps)
         self.assign({tp: confluent_kafka.OFFSET_BEGINNING for tp in tps})
         pending = {tp for tp in tps if end.get(tp, 0) > 0}
-        for tp in tps:
-            if tp not in pending and on_end is not None:
-                on_end(tp)
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"partitions {sorted(pending)} not read to their end within {timeout_s:.0f}s")
-            batch = [r for r in self.poll(0.2, max_records) if r.offset < end[TopicPartition(r.topic, r.partition)]]
-            if batch:
-                yield batch
-            # The end-of-partition event comes at the last stable offset, past any commit marker.
-            for tp in list(pending):
-                if self._eof.get(tp, -1) >= end[tp]:
-                    pending.discard(tp)
-                    if on_end is not None:
-                        on_end(tp)
+        # The end-of-partition event comes at the last stable offset, past any commit marker.
+        yield from read_until_end(self.poll, tps, end, pending, lambda tp: self._eof.get(tp, -1) >= end[tp],
+                                  timeout_s, max_records, on_end)
 
     def group_metadata(self) -> Any:
         return self._c.consumer_group_metadata()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -41,6 +40,7 @@ from runtime.kafka.client.base import (
     Record,
     TopicPartition,
     error_class,
+    read_until_end,
 )
 
 log = logging.getLogger(__name__)
@@ -347,23 +347,10 @@ class KafkaPythonConsumer:
         # Under read_committed this is the last stable offset: everything committed so far.
         end = self.end_offsets(tps)
         pending = {tp for tp in tps if end.get(tp, 0) > 0 and self._c.position(_tp(tp)) < end[tp]}
-        for tp in tps:
-            if tp not in pending and on_end is not None:
-                on_end(tp)
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"partitions {sorted(pending)} not read to their end within {timeout_s:.0f}s")
-            batch = [r for r in self.poll(0.2, max_records) if r.offset < end[TopicPartition(r.topic, r.partition)]]
-            if batch:
-                yield batch
-            # The position steps over transaction markers, so it reaches the end even when the
-            # last records of a partition are a commit marker.
-            for tp in list(pending):
-                if self._c.position(_tp(tp)) >= end[tp]:
-                    pending.discard(tp)
-                    if on_end is not None:
-                        on_end(tp)
+        # The position steps over transaction markers, so it reaches the end even when the last
+        # records of a partition are a commit marker.
+        yield from read_until_end(self.poll, tps, end, pending, lambda tp: self._c.position(_tp(tp)) >= end[tp],
+                                  timeout_s, max_records, on_end)
 
     def group_metadata(self) -> Any:
         return self._c.group_metadata()
