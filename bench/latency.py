@@ -9,17 +9,34 @@ record, so each risk record carries its own start time. This includes the produc
 Each load gets a fresh set of topics and a fresh scorer process; a warm-up of a few hundred
 readings is scored before the paced phase starts, so start-up and the first assignment are
 not counted.
+
+Where the time goes: the scorer's own metrics, scraped before and after the paced phase, give
+its batches in that phase: how many records each held, how long the core took on one and how
+long its transaction took (from the first output handed to the producer to the commit's
+return). A record waits for the batch in progress to end, then its own batch's core and commit,
+so at a steady load the event-to-score latency is about one and a half such cycles.
+
+`python -m bench.latency` runs only this scenario, on each client, and writes
+bench/results/latency.json and latency.md.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import sys
+import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Producer
 
-from bench.common import Input, Observer, create_topics, fresh_prefix, percentiles, producer, spawn, stop
+from bench import scorer
+from bench.common import (Input, Observer, _free_port, broker, cohort_input, create_topics, fresh_prefix, logger,
+                          percentiles, producer, run_parser, run_record, spawn, stop)
+from runtime.kafka.client import CLIENTS
 from runtime.topics import RISK, VITALS, VITALS_DLQ
 
 WARMUP = 300
@@ -37,12 +54,51 @@ class LatencyResult:
     scored: int
     event_to_score_ms: dict[str, float]
     steady_event_to_score_ms: dict[str, float]  # the same, without the paced phase's first STEADY_AFTER_S
+    loop: dict[str, float] | None = None  # the scorer's batches in the paced phase (`loop_summary`); None if not scraped
 
     def as_dict(self) -> dict[str, object]:
         return {"offered_per_s": self.offered_per_s, "achieved_offered_per_s": round(self.achieved_offered_per_s, 1),
                 "achieved_scored_per_s": round(self.achieved_scored_per_s, 1), "sent": self.sent, "scored": self.scored,
                 "event_to_score_ms": self.event_to_score_ms, "steady_event_to_score_ms": self.steady_event_to_score_ms,
-                "steady_after_s": STEADY_AFTER_S}
+                "steady_after_s": STEADY_AFTER_S, "loop": self.loop}
+
+
+# (sum, count) of each histogram of the loop's batches, in the units the summary reports
+_HISTOGRAMS = {"records": ("wardwatch_batch_size_records", 1.0), "core_ms": ("wardwatch_batch_duration_seconds", 1000.0),
+               "commit_ms": ("wardwatch_commit_duration_seconds", 1000.0)}
+
+
+def loop_counts(text: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of the batch-size, core-time and commit-time histograms in a /metrics text."""
+    out = {}
+    for name, (metric, scale) in _HISTOGRAMS.items():
+        total = re.search(rf"^{metric}_sum\{{[^}}]*\}} (\S+)$", text, re.M)
+        count = re.search(rf"^{metric}_count\{{[^}}]*\}} (\S+)$", text, re.M)
+        if total and count:
+            out[name] = (float(total.group(1)) * scale, float(count.group(1)))
+    return out
+
+
+def loop_summary(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float] | None:
+    """Mean records, core ms and commit ms a batch between two scrapes, and the batches counted.
+    None without batches in between, or if a scrape failed (no batch-size histogram)."""
+    if "records" not in before or "records" not in after:
+        return None
+    batches = after["records"][1] - before["records"][1]
+    if batches <= 0:
+        return None
+    out = {"batches": batches}
+    for name in _HISTOGRAMS:  # a histogram without a series yet counts as empty
+        (sum0, n0), (sum1, n1) = before.get(name, (0.0, 0.0)), after.get(name, (0.0, 0.0))
+        out[f"mean_{name}"] = round((sum1 - sum0) / (n1 - n0), 2) if n1 > n0 else float("nan")
+    return out
+
+
+def _scrape(port: int) -> dict[str, tuple[float, float]]:
+    try:
+        return loop_counts(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+    except OSError:
+        return {}
 
 
 def run(bootstrap: str, data: Input, command: list[str], rate: int, seconds: float, logdir: Path) -> LatencyResult:
@@ -53,7 +109,13 @@ def run(bootstrap: str, data: Input, command: list[str], rate: int, seconds: flo
     prefix = fresh_prefix(f"latency{rate}")
     create_topics(bootstrap, prefix)
     observer = Observer(bootstrap, [prefix + RISK, prefix + VITALS_DLQ])
-    process = spawn([a.format(prefix=prefix, instance=f"latency{rate}") for a in command], logdir / f"latency-{rate}.log")
+    args = [a.format(prefix=prefix, instance=f"latency{rate}") for a in command]
+    port = _free_port()
+    if "--metrics-port" in args:
+        args[args.index("--metrics-port") + 1] = str(port)
+    else:
+        args += ["--metrics-port", str(port)]
+    process = spawn(args, logdir / f"latency-{rate}.log")
     # One producer for the warm-up and the paced phase: a fresh one would spend its first few
     # hundred milliseconds connecting and getting a producer id, and the readings it stamped
     # meanwhile would measure the load generator's start-up, not the scorer.
@@ -65,9 +127,11 @@ def run(bootstrap: str, data: Input, command: list[str], rate: int, seconds: flo
         observer.wait_for(WARMUP, 120, stall_s=120)
         if observer.seen.count < WARMUP:
             raise RuntimeError(f"latency {rate}/s: warm-up not scored (process rc={process.poll()}); see {logdir}")
+        before = _scrape(port)
         start_ms = int(time.time() * 1000)
         sent, elapsed = _paced(paced_producer, prefix + VITALS, data.records[WARMUP:needed], rate, seconds)
         observer.wait_for(WARMUP + sent, 60, stall_s=15)
+        loop = loop_summary(before, _scrape(port))
     finally:
         stop([process])
         observer.close()
@@ -77,7 +141,7 @@ def run(bootstrap: str, data: Input, command: list[str], rate: int, seconds: flo
     steady = [r * 1000.0 - c for r, c in paced if c >= start_ms + STEADY_AFTER_S * 1000]
     scored_window = (max(r for r, _ in paced) - start_ms / 1000.0) if paced else 0.0
     return LatencyResult(rate, sent / elapsed, len(paced) / scored_window if scored_window > 0 else 0.0,
-                         sent, len(paced), percentiles(latencies), percentiles(steady))
+                         sent, len(paced), percentiles(latencies), percentiles(steady), loop)
 
 
 def _paced(p: Producer, topic: str, records, rate: int, seconds: float) -> tuple[int, float]:  # noqa: ANN001
@@ -100,3 +164,90 @@ def _paced(p: Producer, topic: str, records, rate: int, seconds: float) -> tuple
     elapsed = time.perf_counter() - started
     p.flush(30)
     return sent, elapsed
+
+
+log = logger("bench.latency")
+
+
+@dataclass(frozen=True)
+class Size:
+    rates: tuple[int, ...]
+    seconds: float
+    readings: int
+    patients: int
+
+
+# As in `python -m bench` (its MODES): the same input and loads.
+SIZES = {"quick": Size(rates=(1_000, 5_000), seconds=10, readings=60_000, patients=2_000),
+         "full": Size(rates=(1_000, 5_000, 10_000), seconds=15, readings=200_000, patients=10_000)}
+NOTE = ("Event-to-score: from the reading's Kafka CreateTime (the bench's producer) to a read_committed consumer "
+        "receiving its risk record, same host; 'steady' leaves out the paced phase's first 2 s. Batches: the scorer's "
+        "own metrics over the paced phase; core = the scorer's work on a batch, commit = from handing its outputs to "
+        "the producer to the transaction's commit returning (offsets and commit are round trips to the broker).")
+HEADER = ["| client | offered/s | achieved offered/s | achieved scored/s | p50 ms | p99 ms | max ms | scored | "
+          "steady p50 / p99 / max ms | batches | records a batch | core ms a batch | commit ms a batch |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+
+
+def table_rows(runs: list[dict]) -> list[str]:
+    """The latency table's rows (`HEADER` above them), one per client and load."""
+    lines = []
+    for run in runs:
+        e, st, lp = run["event_to_score_ms"], run["steady_event_to_score_ms"], run.get("loop") or {}
+        batch = " | ".join(str(lp.get(k, "")) for k in ("mean_records", "mean_core_ms", "mean_commit_ms"))
+        lines.append(f"| {run.get('client', 'kafka-python')} | {run['offered_per_s']:,} | {run['achieved_offered_per_s']:,} "
+                     f"| {run['achieved_scored_per_s']:,} | {e['p50']} | {e['p99']} | {e['max']} | {run['scored']:,} "
+                     f"| {st['p50']} / {st['p99']} / {st['max']} | {int(lp['batches']) if lp else ''} | {batch} |")
+    return lines
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = [
+        "# Event-to-score latency at fixed offered loads",
+        "",
+        f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r['broker']}.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, load average at start {m['load_average_at_start']}; "
+        f"Python {m['python']}, kafka-python {m['kafka_python']}, confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}).",
+        "",
+        NOTE,
+        "",
+        *HEADER,
+        *table_rows(r["latency"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = run_parser("bench.latency", __doc__, "10 s at 1k and 5k/s on 60,000 readings", "model the scorer runs")
+    parser.add_argument("--clients", default=",".join(CLIENTS), help="Kafka clients, comma-separated (default: both)")
+    parser.add_argument("--rates", default=None, help="offered loads in readings/s, comma-separated (default: the mode's)")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    size = SIZES[mode]
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    unknown = sorted(set(clients) - set(CLIENTS))
+    if unknown:
+        parser.error(f"--clients: unknown {', '.join(unknown)} (expected {', '.join(CLIENTS)})")
+    rates = [int(r) for r in args.rates.split(",")] if args.rates else list(size.rates)
+    result = run_record("bench.latency", mode, argv)
+    data = cohort_input(size.readings, size.patients)
+    logdir = Path(tempfile.mkdtemp(prefix="wardwatch-latency-logs-"))
+    with broker() as (bootstrap, description):
+        result["broker"] = description
+        result["latency"] = []
+        for client in clients:
+            for rate in rates:
+                command = [*scorer.command(bootstrap, args.checkpoint), "--kafka-client", client]
+                lat = run(bootstrap, data, command, rate, size.seconds, logdir)
+                result["latency"].append({"client": client, **lat.as_dict()})
+                log(f"{client} at {rate}/s: {lat.event_to_score_ms}, batches {lat.loop}")
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "latency.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.results / "latency.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

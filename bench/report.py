@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench import transactions
+from bench import latency, transactions
 
 # metric: (comparison, target, the issue that set it). Issue 9's are on the default client
 # (kafka-python), issue 17's on the faster one (confluent-kafka).
@@ -83,13 +83,8 @@ def markdown(r: dict) -> str:
         for policy, e in r["explanations"].items():
             lines.append(f"| {policy} | {_fmt(e['readings_per_s'])} | {e.get('vs_off', 1.0)} |")
     lines += ["", f"Ceiling: {r['notes']['ceiling']}", "", f"Peer: {r['notes']['peer']}", "",
-              "## Latency: event-to-score", "", r["notes"]["latency"], "",
-              "| client | offered/s | achieved offered/s | achieved scored/s | p50 ms | p99 ms | max ms | scored | steady p50 / p99 / max ms |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for run in r["latency"]:
-        e, st = run["event_to_score_ms"], run["steady_event_to_score_ms"]
-        lines.append(f"| {run.get('client', 'kafka-python')} | {run['offered_per_s']:,} | {_fmt(run['achieved_offered_per_s'])} | {_fmt(run['achieved_scored_per_s'])} "
-                     f"| {e['p50']} | {e['p99']} | {e['max']} | {run['scored']:,} | {st['p50']} / {st['p99']} / {st['max']} |")
+              "## Latency: event-to-score (`python -m bench.latency` runs only this)", "", r["notes"]["latency"], "",
+              *latency.HEADER, *latency.table_rows(r["latency"])]
     if r.get("transactions"):
         lines += ["", "## Back-to-back transactions (`python -m bench.transactions` runs only this)", "",
                   r["notes"]["transactions"], "", *transactions.table(r["transactions"])]
