@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import peer_quix, scorer
-from bench.common import PARTITIONS, broker, cohort_input, in_records, logger, run_parser, run_record
+from bench.common import PARTITIONS, broker, cohort_input, in_records, logger, machine_line, run_parser, run_record
 from bench.throughput import run_preloaded
 from inference.processor import ScorerProcessor
 from runtime.kafka.client import CLIENTS
@@ -195,7 +195,7 @@ def _markdown(r: dict) -> str:
         "# Readings per patient per batch: 1, 5, 30",
         "",
         f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r.get('broker', 'no broker (--core-only)')}.",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, load average at start {m['load_average_at_start']}; "
+        f"Machine: {machine_line(m)}; "
         f"Python {m['python']}, onnxruntime {m['onnxruntime']}, confluent-kafka {m['confluent_kafka']}, quixstreams {m['quixstreams']}.",
         f"Batches of {r['batch']:,} records (the core also {r['small_batch']:,}); k readings per patient per batch means batch / k patients.",
         "",

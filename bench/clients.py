@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bench import scorer
-from bench.common import PARTITIONS, broker, cohort_input, logger, run_parser, run_record
+from bench.common import PARTITIONS, broker, cohort_input, logger, machine_line, run_parser, run_record
 from bench.throughput import run_preloaded
 from runtime.kafka.client import CLIENTS
 
@@ -70,7 +70,7 @@ def _markdown(r: dict) -> str:
         "# Kafka clients: passthrough ceiling and scorer on each",
         "",
         f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r['broker']}.",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, load average at start {m['load_average_at_start']}; "
+        f"Machine: {machine_line(m)}; "
         f"Python {m['python']}, kafka-python {m['kafka_python']}, confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}).",
         f"Input: {r['input']['readings']:,} readings of {r['input']['patients']:,} patients in `vitals` ({r['input']['partitions']} partitions), "
         "preloaded; one process, transactional, read_committed; rate from the first to the last output seen.",

@@ -88,6 +88,26 @@ def run_record(prog: str, mode: str, argv: list[str] | None) -> dict[str, Any]:
     }
 
 
+def speed_probe() -> float:
+    """Seconds for a fixed pure-Python loop on one core, best of 3: how fast this shared machine
+    runs at the start of a run (a run's figures compare across runs only at like speeds)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i * i
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
+
+
+def machine_line(m: dict) -> str:
+    """A result's machine in words: CPU, cores, memory, load average and speed probe at start."""
+    probe = f", speed probe {m['speed_probe_s']} s" if "speed_probe_s" in m else ""
+    load = " / ".join(map(str, m["load_average_at_start"]))
+    return f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average at start {load}{probe}"
+
+
 def machine() -> dict[str, object]:
     """Enough about the machine to compare numbers across runs."""
     import kafka
@@ -112,6 +132,7 @@ def machine() -> dict[str, object]:
         "cores": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "speed_probe_s": speed_probe(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
         "torch": torch.__version__,

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import broker, cohort_input, machine
+from bench.common import broker, cohort_input, machine, machine_line
 from bench.runtime import in_records
 from bench.scorer import CHECKPOINT, command
 from bench.throughput import run_preloaded
@@ -80,7 +80,7 @@ def write(result: dict, results: Path) -> tuple[Path, Path]:
     lines = [
         "# Explanations: the scorer with and without them, same run", "",
         f"- command: `{result['command']}`", f"- when: {result['started_at']} UTC, took {result['wall_s']:.0f} s",
-        f"- machine: {m['cpu']}, {m['cores']} cores; load average at start {' / '.join(map(str, m['load_average_at_start']))}",
+        f"- machine: {machine_line(m)}",
         f"- model: {result['model']}; input: {result['input']['readings']:,} readings of {result['input']['patients']:,} patients",
         "- policies: `off`; `selected` (the default: risk >= 0.4, NEWS2 >= 4 or a single 3, and each patient's first "
         "reading in every 15 min); `all`", "",

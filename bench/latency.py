@@ -34,7 +34,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from bench import scorer
-from bench.common import (Input, Observer, _free_port, broker, cohort_input, create_topics, fresh_prefix, logger,
+from bench.common import (Input, Observer, _free_port, broker, cohort_input, create_topics, fresh_prefix, logger, machine_line,
                           percentiles, producer, run_parser, run_record, spawn, stop)
 from runtime.kafka.client import CLIENTS
 from runtime.topics import RISK, VITALS, VITALS_DLQ
@@ -207,7 +207,7 @@ def markdown(r: dict) -> str:
         "# Event-to-score latency at fixed offered loads",
         "",
         f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r['broker']}.",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, load average at start {m['load_average_at_start']}; "
+        f"Machine: {machine_line(m)} (`bench.common.speed_probe`, lower is faster); "
         f"Python {m['python']}, kafka-python {m['kafka_python']}, confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}).",
         "",
         NOTE,

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bench.common import (PARTITIONS, _free_port, broker, create_topics, fresh_prefix, logger, producer, run_parser, run_record,
+from bench.common import (PARTITIONS, _free_port, broker, create_topics, fresh_prefix, logger, machine_line, producer, run_parser, run_record,
                           spawn, stop, stream_flags)
 from ingest.contract import Reading, encode_reading
 from runtime.topics import (ALERTS, ALERTS_CONTROL, ALERTS_STATE, INGEST_STATE, RISK, SCORER_STATE, VITALS, VITALS_DLQ,
@@ -264,7 +264,7 @@ def markdown(r: dict) -> str:
         "# The whole pipeline at one reading per patient per minute",
         "",
         f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r['broker']}.",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, load average at start {m['load_average_at_start']}; "
+        f"Machine: {machine_line(m)}; "
         f"Python {m['python']}, confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}).",
         f"ingest, score and alerts, one process each on {p['client']}, and the broker on this machine; readings of "
         f"{p['patients']:,} patients, each once a minute, offered to vitals.raw at {p['offered_rate_per_s']:,.0f}/s for "

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from bench import latency, transactions
+from bench.common import machine_line
 
 # metric: (comparison, target, the issue that set it). Issue 9's are on the default client
 # (kafka-python), issue 17's on the faster one (confluent-kafka).
@@ -53,8 +54,7 @@ def markdown(r: dict) -> str:
         f"- command: `{r['command']}`",
         f"- when: {r['started_at']} UTC, took {r['wall_s']:.0f} s",
         f"- broker: {r['broker']}",
-        f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average at start "
-        f"{' / '.join(map(str, m['load_average_at_start']))} (shared machine: other work was running)",
+        f"- machine: {machine_line(m)} (shared machine: other work was running)",
         f"- software: Python {m['python']}, onnxruntime {m.get('onnxruntime')} (the model step), torch {m['torch']}, kafka-python {m['kafka_python']}, "
         f"confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}), quixstreams {m['quixstreams']}",
         f"- model: {r['model']}; input: {r['input']['readings']:,} readings of {r['input']['patients']:,} patients, "

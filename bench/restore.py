@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import PARTITIONS, broker, create_topics, fresh_prefix, machine
+from bench.common import PARTITIONS, broker, create_topics, fresh_prefix, machine, machine_line
 from inference.service import ScoreConfig, build_scorer, load_model
 from inference.state.changelog import CONTENT_TYPE, encode_row
 from inference.state.table import StateTable
@@ -228,8 +228,7 @@ def report(result: dict) -> str:
         "# Restore without stalling the group", "",
         f"- command: `{result['command']}`",
         f"- when: {result['started_at']} UTC, took {result['took_s']} s",
-        f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average at start "
-        f"{' / '.join(map(str, m['load_average_at_start']))} (a shared machine: other work was running)",
+        f"- machine: {machine_line(m)} (a shared machine: other work was running)",
         f"- broker: {result['broker']}; model: {result['model']}",
         f"- scenario: one scorer (the production StreamLoop) assigned all {PARTITIONS} partitions; partition {RESTORED} restores "
         f"N state rows from `scorer.state` while {result['backlog']:,} readings of 2,000 other patients wait on partitions 1-5.",

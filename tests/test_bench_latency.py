@@ -60,3 +60,13 @@ def test_rows_have_the_headers_columns_with_and_without_batches() -> None:
     with_loop, without = table_rows([run, {**run, "loop": None}])
     assert with_loop.count("|") == columns and without.count("|") == columns
     assert "| 179 | 279.33 | 13.01 | 41.14 |" in with_loop
+
+
+def test_the_machine_line_names_the_speed_probe_when_the_record_has_one() -> None:
+    from bench.common import machine_line, speed_probe
+
+    m = {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "load_average_at_start": [0.5, 1.0, 1.5]}
+    assert machine_line(m) == "AMD EPYC, 2 cores, 23.5 GiB; load average at start 0.5 / 1.0 / 1.5"  # a record from before the probe
+    probe = speed_probe()
+    assert probe > 0
+    assert machine_line({**m, "speed_probe_s": probe}).endswith(f"1.5, speed probe {probe} s")
