@@ -30,7 +30,7 @@ import onnxruntime
 import torch
 from kafka.partitioner.default import murmur2
 
-from bench.common import PARTITIONS, PYTHON, REPO, cohort_input, env, machine
+from bench.common import PARTITIONS, PYTHON, REPO, cohort_input, env, machine, machine_line
 from bench.naive import NaiveScorerProcessor
 from inference import checkpoint
 from inference.model import TorchStep
@@ -178,8 +178,7 @@ def write(result: dict, results: Path) -> tuple[Path, Path]:
         "",
         f"- command: `{result['command']}`",
         f"- when: {result['started_at']} UTC, took {result['wall_s']:.0f} s",
-        f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average at start "
-        f"{' / '.join(map(str, m['load_average_at_start']))} (shared machine: other work was running)",
+        f"- machine: {machine_line(m)} (shared machine: other work was running)",
         f"- software: Python {m['python']}, onnxruntime {m['onnxruntime']}, torch {m['torch']} (both one intra-op thread "
         "unless noted), numpy " + result["numpy"],
         f"- model: {result['model']} (state {result['state_size']} floats); input: {result['input']['readings']:,} readings "

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import PARTITIONS, PYTHON, REPO, machine
+from bench.common import PARTITIONS, PYTHON, REPO, machine, machine_line
 from bench.faults import ProxiedBroker, TcpProxy, proxied_broker, wait_exit
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.client import BEGINNING, TopicPartition, connect
@@ -462,8 +462,7 @@ def report(r: dict[str, Any]) -> str:
         f"- when: {r['started_at']} UTC, took {r['took_s']} s; seed {r['seed']}, {r['minutes']:g} min at {r['rate']:g} readings/s, "
         f"a fault every {r['every']:g} s ({len(r['faults'])} injected); transaction timeout {TRANSACTION_TIMEOUT_MS} ms, "
         "session timeout 10 s",
-        f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average at start "
-        f"{' / '.join(map(str, m['load_average_at_start']))}",
+        f"- machine: {machine_line(m)}",
         f"- result: **{'PASS' if r['ok'] else 'FAIL'}**",
         "",
         "## Accounting", "",

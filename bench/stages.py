@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import (PARTITIONS, Input, broker, cohort_input, create_topics, fresh_prefix, in_records, logger,
-                          preload, run_parser, run_record, spawn, stop, stream_flags)
+                          machine_line, preload, run_parser, run_record, spawn, stop, stream_flags)
 from runtime.kafka.client import CLIENTS
 from runtime.topics import (ALERTS, ALERTS_CONTROL, ALERTS_STATE, INGEST_STATE, RISK, SCORER_STATE, VITALS, VITALS_DLQ,
                             VITALS_RAW)
@@ -220,7 +220,7 @@ def markdown(r: dict) -> str:
         "# Draining a backlog: ingest and alerts beside the passthrough ceiling",
         "",
         f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r['broker']}.",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, load average at start {m['load_average_at_start']}; "
+        f"Machine: {machine_line(m)}; "
         f"Python {m['python']}, kafka-python {m['kafka_python']}, confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}).",
         f"Input: {r['input']['readings']:,} readings of {r['input']['patients']:,} patients ({r['input']['partitions']} partitions), "
         f"preloaded; alerts reads the {r['input']['risk_records']:,} risk records the scorer's core makes of them. "

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from bench.common import broker, create_topics, fresh_prefix, logger, run_parser, run_record
+from bench.common import broker, create_topics, fresh_prefix, logger, machine_line, run_parser, run_record
 from runtime.kafka import security
 from runtime.kafka.client.base import TXN_RETRY_BACKOFF_MS
 from runtime.topics import RISK, VITALS
@@ -148,7 +148,7 @@ def markdown(r: dict) -> str:
         "# Back-to-back transactions at each retry backoff",
         "",
         f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r['broker']}.",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, load average at start {m['load_average_at_start']}; "
+        f"Machine: {machine_line(m)}; "
         f"Python {m['python']}, kafka-python {m['kafka_python']}, confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}).",
         NOTE,
         "",
