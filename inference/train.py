@@ -36,8 +36,9 @@ from tqdm import tqdm
 
 from inference import checkpoint
 from inference.dataset import PatientSeries, Padded, cohort_series, load_cohort_dir, make_cohort, normalisation, pad, split_of
-from inference.evaluate import auprc, auroc, score
+from inference.evaluate import score
 from inference.model import ModelConfig, RiskModel
+from inference.stats import auprc, auroc
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from inference.dataset import PatientSeries, applied_readings, cohort_series, labels_for, make_cohort
-from inference.evaluate import auprc, auroc, by_hours_since_admission, roc_curve
+from inference.evaluate import by_hours_since_admission
 from inference.features import N_FEATURES, array_inputs
+from inference.stats import auprc, auroc, roc_curve
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE

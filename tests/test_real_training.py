@@ -15,9 +15,9 @@ from ingest import Limits, validate_object
 from ingest.importers import import_physionet2012, import_physionet2019
 from inference import checkpoint
 from inference.dataset import carried_news2, carried_news2_arrays, load_cohort_dir, split_of
-from inference.evaluate import PatientBootstrap, auroc, calibration
 from inference.features import sequence_inputs
 from inference.model import ModelConfig, RiskModel
+from inference.stats import PatientBootstrap, auroc, calibration
 from inference.train import TrainConfig, platt, train
 from wardwatch.cli import main
 

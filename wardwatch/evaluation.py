@@ -1,6 +1,6 @@
 """Evaluation across stages: what the alerts make of the model's risk, with the real alert engine.
 
-The model's own metrics (AUROC, AUPRC, calibration) are `inference/evaluate.py`'s. Alerts per
+The model's own metrics (AUROC, AUPRC, calibration) are `inference/stats.py`'s. Alerts per
 patient-day, event sensitivity, PPV and lead time need two stages: the scorer's core scores a
 cohort's readings in process (no Kafka; the readings ingest would pass on, in arrival order),
 and the alert engine (`alerts/engine.py`, through `alerts/quality.py`) runs its rules over the
