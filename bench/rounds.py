@@ -3,7 +3,9 @@
 `RoundByRound` is `inference.processor.ScorerProcessor` with `process` as it was until the
 scorer planned each batch whole: round k (the k-th reading of every patient) built its own model
 inputs, gathered its patients' state from the state table and scattered it back, and computed
-NEWS2, explanations and records on its own. Kept here, unchanged, so that one run measures both.
+NEWS2 and records on its own. Kept here, unchanged, so that one run measures both; only the
+explanations are the scorer's own `_explain`, fed the round's rows (the same arithmetic, and
+`bench.batching.same_output` checks both paths write the same bytes).
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ import numpy as np
 
 from ingest import Reading, Reason, decode_reading
 from inference import explain
-from inference.features import VITAL_COLUMNS, model_inputs, remember
+from inference.features import model_inputs, remember
 from inference.news2_batch import news2_batch
 from inference.processor import STAGE, ScorerProcessor
-from inference.records import TRENDED, VALUED, explanation_json
 from inference.state.changelog import encode_row
 from inference.state.table import NEVER
 from runtime.records import JSON_HEADERS, InRecord, OutRecord, dead_letter
@@ -118,8 +119,10 @@ class RoundByRound(ScorerProcessor):
         single3 = scores.single3.tolist()
         parameter_scores = np.where(scores.present, scores.scores, -1).tolist()
         risk_values = risks.tolist()
-        explained = self._explain_round(
-            idx, ts, previous_ts, risks, scores.total, scores.single3, (before, *x.step_args())
+        chosen = np.nonzero(self._selected(ts, previous_ts, risks, scores.total, scores.single3))[0]
+        explained = self._explain(
+            chosen, ts, risks, (before, *x.step_args()),
+            _RoundRows(table.trend_refs, idx), _RoundRows(table.seen_ts, idx), _RoundRows(table.last_values, idx),
         )
         for i, (record, reading) in enumerate(applied):
             table.last_offset[rows[i]] = record.offset
@@ -138,48 +141,13 @@ class RoundByRound(ScorerProcessor):
             self.scorer_metrics.event_to_score.observe(max(0.0, (now_ms - record.timestamp_ms) / 1000.0))
         return out
 
-    def _explain_round(
-        self,
-        idx: np.ndarray,
-        ts: np.ndarray,
-        previous_ts: np.ndarray,
-        risks: np.ndarray,
-        totals: np.ndarray,
-        single3: np.ndarray,
-        inputs: tuple[np.ndarray, ...],
-    ) -> dict[int, str]:
-        """The `explain` JSON of each selected reading of the round, by its index in the round."""
-        chosen = np.nonzero(self._selected(ts, previous_ts, risks, totals, single3))[0]
-        if not chosen.size:
-            return {}
-        started = time.perf_counter()
-        table, max_age = self.table, self.settings.news2_max_age_ms
-        before, values, mask, delta, last_values, last_mask = (a[chosen] for a in inputs)
-        contribution = explain.contributions(self.model, before, values, mask, delta, last_values, last_mask, risks[chosen])
-        rows, at = idx[chosen], ts[chosen]
-        seen_now, values_now = table.seen_ts[rows], table.last_values[rows]
-        since, change = explain.trends(table.trend_refs[rows], at, values_now, seen_now, risks[chosen], max_age)
-        vital_seen = seen_now[:, VITAL_COLUMNS]
-        fresh = (vital_seen != NEVER) & (vital_seen >= (at - max_age)[:, None])
-        # Per reading only lists and dicts from here: numpy did the arithmetic, json writes the text.
-        shown = np.where(fresh, np.round(values_now[:, VITAL_COLUMNS].astype(np.float64), 1), np.nan).tolist()
-        rounded = np.round(change, 1)
-        rounded[:, :, explain.TREND_RISK] = np.round(change[:, :, explain.TREND_RISK], explain.CONTRIBUTION_DECIMALS)
-        by_name = rounded.transpose(0, 2, 1).tolist()  # [n, trended, horizons]
-        order = np.argsort(-np.abs(contribution), axis=1, kind="stable")[:, : explain.TOP]
-        top_values = np.round(np.take_along_axis(contribution, order, axis=1), explain.CONTRIBUTION_DECIMALS).tolist()
-        order_lists, since_lists = order.tolist(), since.tolist()
-        names, groups = TRENDED, explain.GROUP_NAMES
-        out: dict[int, str] = {}
-        for k, i in enumerate(chosen.tolist()):
-            top = [(groups[g], c) for g, c in zip(order_lists[k], top_values[k]) if c != 0.0]
-            values_k = {name: (None if v != v else v) for name, v in zip(VALUED, shown[k])}
-            trend = {}
-            for name, pair in zip(names, by_name[k]):
-                a, b = pair
-                if a == a or b == b:  # not both NaN
-                    trend[name] = (None if a != a else a, None if b != b else b)
-            out[i] = explanation_json(top, values_k, since_lists[k], trend)
-        self.scorer_metrics.explained.inc(len(out))
-        self.scorer_metrics.explain_seconds.observe(time.perf_counter() - started)
-        return out
+
+class _RoundRows:
+    """A state table column as `ScorerProcessor._explain` reads it, by position in the round: only
+    the chosen readings' rows are gathered, as the round-by-round path did."""
+
+    def __init__(self, column: np.ndarray, idx: np.ndarray) -> None:
+        self.column, self.idx = column, idx
+
+    def __getitem__(self, chosen: np.ndarray) -> np.ndarray:
+        return self.column[self.idx[chosen]]
