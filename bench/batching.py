@@ -27,7 +27,6 @@ Writes bench/results/batching.json and batching.md with the machine and the comm
 from __future__ import annotations
 
 import gc
-import json
 import shutil
 import statistics
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import peer_quix, scorer
-from bench.common import PARTITIONS, broker, cohort_input, in_records, logger, machine_line, run_parser, run_record
+from bench.common import PARTITIONS, broker, cohort_input, in_records, logger, machine_line, run_parser, run_record, write_results
 from bench.throughput import run_preloaded
 from inference.processor import ScorerProcessor
 from runtime.kafka.client import CLIENTS
@@ -177,9 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(results: Path, result: dict) -> None:
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "batching.json").write_text(json.dumps(result, indent=2) + "\n")
-    (results / "batching.md").write_text(_markdown(result))
+    write_results(results, "batching", result, _markdown(result))
     log(f"wrote {results / 'batching.json'} and batching.md")
 
 

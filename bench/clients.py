@@ -8,14 +8,13 @@ and the command, and the ratios the lead picks the default client by.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from bench import scorer
-from bench.common import PARTITIONS, broker, cohort_input, logger, machine_line, run_parser, run_record
+from bench.common import PARTITIONS, broker, cohort_input, logger, run_parser, run_record, write_results, run_header
 from bench.throughput import run_preloaded
 from runtime.kafka.client import CLIENTS
 
@@ -52,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         "scorer / ceiling, kafka-python": _ratio(rates["scorer"][kp], rates["ceiling"][kp]),
         "scorer / ceiling, confluent": _ratio(rates["scorer"][cf], rates["ceiling"][cf]),
     }
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "clients.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.results / "clients.md").write_text(_markdown(result))
+    write_results(args.results, "clients", result, _markdown(result))
     shutil.rmtree(logdir, ignore_errors=True)
     log(f"wrote {args.results / 'clients.json'} and clients.md")
     return 0
@@ -65,13 +62,8 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 def _markdown(r: dict) -> str:
-    m = r["machine"]
     lines = [
-        "# Kafka clients: passthrough ceiling and scorer on each",
-        "",
-        f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r['broker']}.",
-        f"Machine: {machine_line(m)}; "
-        f"Python {m['python']}, kafka-python {m['kafka_python']}, confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}).",
+        *run_header(r, "Kafka clients: passthrough ceiling and scorer on each"),
         f"Input: {r['input']['readings']:,} readings of {r['input']['patients']:,} patients in `vitals` ({r['input']['partitions']} partitions), "
         "preloaded; one process, transactional, read_committed; rate from the first to the last output seen.",
         "",

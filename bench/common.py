@@ -108,6 +108,28 @@ def machine_line(m: dict) -> str:
     return f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average at start {load}{probe}"
 
 
+def run_header(r: dict, title: str, machine_note: str = "") -> list[str]:
+    """A Kafka benchmark's results page opens alike: title, the command with when, mode and broker,
+    the machine and the client libraries' versions."""
+    m = r["machine"]
+    return [
+        f"# {title}",
+        "",
+        f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r['broker']}.",
+        f"Machine: {machine_line(m)}{machine_note}; Python {m['python']}, kafka-python {m['kafka_python']}, "
+        f"confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}).",
+    ]
+
+
+def write_results(directory: Path, name: str, result: dict, markdown: str) -> Path:
+    """`<name>.json` (the result) and `<name>.md` (its page) in `directory`; returns the JSON's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    (directory / f"{name}.md").write_text(markdown)
+    return path
+
+
 def machine() -> dict[str, object]:
     """Enough about the machine to compare numbers across runs."""
     import kafka

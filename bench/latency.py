@@ -22,7 +22,6 @@ bench/results/latency.json and latency.md.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import tempfile
@@ -34,8 +33,8 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from bench import scorer
-from bench.common import (Input, Observer, _free_port, broker, cohort_input, create_topics, fresh_prefix, logger, machine_line,
-                          percentiles, producer, run_parser, run_record, spawn, stop)
+from bench.common import (Input, Observer, _free_port, broker, cohort_input, create_topics, fresh_prefix, logger, percentiles,
+                          producer, run_header, run_parser, run_record, spawn, stop, write_results)
 from runtime.kafka.client import CLIENTS
 from runtime.topics import RISK, VITALS, VITALS_DLQ
 
@@ -202,13 +201,8 @@ def table_rows(runs: list[dict]) -> list[str]:
 
 
 def markdown(r: dict) -> str:
-    m = r["machine"]
     lines = [
-        "# Event-to-score latency at fixed offered loads",
-        "",
-        f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r['broker']}.",
-        f"Machine: {machine_line(m)} (`bench.common.speed_probe`, lower is faster); "
-        f"Python {m['python']}, kafka-python {m['kafka_python']}, confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}).",
+        *run_header(r, "Event-to-score latency at fixed offered loads", " (`bench.common.speed_probe`, lower is faster)"),
         "",
         NOTE,
         "",
@@ -242,9 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                 lat = run(bootstrap, data, command, rate, size.seconds, logdir)
                 result["latency"].append({"client": client, **lat.as_dict()})
                 log(f"{client} at {rate}/s: {lat.event_to_score_ms}, batches {lat.loop}")
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "latency.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.results / "latency.md").write_text(markdown(result))
+    write_results(args.results, "latency", result, markdown(result))
     print(markdown(result))
     return 0
 

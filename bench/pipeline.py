@@ -18,7 +18,6 @@ Writes bench/results/pipeline.json and pipeline.md with the machine and the comm
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sys
@@ -33,7 +32,7 @@ import numpy as np
 import orjson
 
 from bench.common import (PARTITIONS, _free_port, broker, create_topics, fresh_prefix, logger, machine_line, producer, run_parser, run_record,
-                          spawn, stop, stream_flags)
+                          spawn, stop, stream_flags, write_results)
 from ingest.contract import Reading, encode_reading
 from runtime.topics import (ALERTS, ALERTS_CONTROL, ALERTS_STATE, INGEST_STATE, RISK, SCORER_STATE, VITALS, VITALS_DLQ,
                             VITALS_RAW)
@@ -247,9 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     with broker() as (bootstrap, description):
         result["broker"] = description
         result["pipeline"] = run(bootstrap, patients, seconds, args.checkpoint, logdir)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.results / "pipeline.md").write_text(markdown(result))
+    write_results(args.results, "pipeline", result, markdown(result))
     shutil.rmtree(logdir, ignore_errors=True)
     log(f"wrote {args.results / 'pipeline.json'} and pipeline.md")
     return 0

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import PARTITIONS, broker, create_topics, fresh_prefix, machine, machine_line
+from bench.common import PARTITIONS, broker, create_topics, fresh_prefix, machine, machine_line, write_results
 from inference.service import ScoreConfig, build_scorer, load_model
 from inference.state.changelog import CONTENT_TYPE, encode_row
 from inference.state.table import StateTable
@@ -280,9 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(run), file=sys.stderr, flush=True)
                 result["runs"].append(run)
     result["took_s"] = round(time.monotonic() - started)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "restore.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.results / "restore.md").write_text(report(result))
+    write_results(args.results, "restore", result, report(result))
     print(report(result))
     return 0
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import PARTITIONS, PYTHON, REPO, machine, machine_line
+from bench.common import PARTITIONS, PYTHON, REPO, machine, machine_line, write_results
 from bench.faults import ProxiedBroker, TcpProxy, proxied_broker, wait_exit
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.client import BEGINNING, TopicPartition, connect
@@ -521,9 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             kept = Path(tempfile.mkdtemp(prefix="wardwatch-soak-logs-"))
             subprocess.run(["cp", "-r", result["logs"], str(kept)], check=False)
             result["logs"] = str(kept)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.results / "soak.md").write_text(report(result))
+    write_results(args.results, "soak", result, report(result))
     print(report(result))
     return 0 if result["ok"] else 1
 

@@ -19,7 +19,6 @@ stages.md with the machine and the command.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import (PARTITIONS, Input, broker, cohort_input, create_topics, fresh_prefix, in_records, logger,
-                          machine_line, preload, run_parser, run_record, spawn, stop, stream_flags)
+                          preload, run_parser, run_record, spawn, stop, stream_flags, write_results, run_header)
 from runtime.kafka.client import CLIENTS
 from runtime.topics import (ALERTS, ALERTS_CONTROL, ALERTS_STATE, INGEST_STATE, RISK, SCORER_STATE, VITALS, VITALS_DLQ,
                             VITALS_RAW)
@@ -176,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         result["broker"] = description
         result["drain"] = run_all(bootstrap, data, risk, logdir)
     result["ratios"] = ratios(result["drain"])
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "stages.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.results / "stages.md").write_text(markdown(result))
+    write_results(args.results, "stages", result, markdown(result))
     shutil.rmtree(logdir, ignore_errors=True)
     log(f"wrote {args.results / 'stages.json'} and stages.md")
     return 0
@@ -215,13 +212,8 @@ def ratios(drained: dict[str, dict[str, object]]) -> dict[str, float | None]:
 
 
 def markdown(r: dict) -> str:
-    m = r["machine"]
     lines = [
-        "# Draining a backlog: ingest and alerts beside the passthrough ceiling",
-        "",
-        f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r['broker']}.",
-        f"Machine: {machine_line(m)}; "
-        f"Python {m['python']}, kafka-python {m['kafka_python']}, confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}).",
+        *run_header(r, "Draining a backlog: ingest and alerts beside the passthrough ceiling"),
         f"Input: {r['input']['readings']:,} readings of {r['input']['patients']:,} patients ({r['input']['partitions']} partitions), "
         f"preloaded; alerts reads the {r['input']['risk_records']:,} risk records the scorer's core makes of them. "
         "One process, transactional, read_committed; rate from the group's first commit to the one that completes the backlog.",

@@ -13,14 +13,13 @@ bench/results/transactions.json and transactions.md with the machine and the com
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Callable
 
-from bench.common import broker, create_topics, fresh_prefix, logger, machine_line, run_parser, run_record
+from bench.common import broker, create_topics, fresh_prefix, logger, run_parser, run_record, write_results, run_header
 from runtime.kafka import security
 from runtime.kafka.client.base import TXN_RETRY_BACKOFF_MS
 from runtime.topics import RISK, VITALS
@@ -143,13 +142,8 @@ def table(rows: dict[str, dict[str, object]]) -> list[str]:
 
 
 def markdown(r: dict) -> str:
-    m = r["machine"]
     lines = [
-        "# Back-to-back transactions at each retry backoff",
-        "",
-        f"`{r['command']}` at {r['started_at']} UTC, {r['mode']} mode; {r['broker']}.",
-        f"Machine: {machine_line(m)}; "
-        f"Python {m['python']}, kafka-python {m['kafka_python']}, confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}).",
+        *run_header(r, "Back-to-back transactions at each retry backoff"),
         NOTE,
         "",
         *table(r["transactions"]),
@@ -167,9 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         result["broker"] = description
         log(f"{SIZES[mode]} transactions per series on {description}")
         result["transactions"] = run(bootstrap, SIZES[mode])
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "transactions.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.results / "transactions.md").write_text(markdown(result))
+    write_results(args.results, "transactions", result, markdown(result))
     print(markdown(result))
     return 0
 
