@@ -24,10 +24,11 @@ from runtime.kafka.client import CLIENTS
 
 
 MODES = {
-    # readings, patients, naive/peer time cap (s), latency loads (/s) and seconds, state sizes, scale-out cap (s)
-    "quick": dict(readings=60_000, patients=2_000, slow_cap_s=12, rates=(1_000, 5_000), rate_s=10,
+    # readings, patients, naive/peer time cap (s), state sizes, scale-out cap (s); the latency
+    # loads and seconds are bench.latency.SIZES (which checks its input size against these)
+    "quick": dict(readings=60_000, patients=2_000, slow_cap_s=12,
                   state=(10_000, 100_000), scale_cap_s=60),
-    "full": dict(readings=200_000, patients=10_000, slow_cap_s=40, rates=(1_000, 5_000, 10_000), rate_s=15,
+    "full": dict(readings=200_000, patients=10_000, slow_cap_s=40,
                  state=(10_000, 100_000, 1_000_000), scale_cap_s=120),
 }
 
@@ -92,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
         result["latency"] = []
         for client in CLIENTS:
-            for offered in size["rates"]:
+            for offered in latency.SIZES[mode].rates:
                 command = [*scorer.command(bootstrap, args.checkpoint), "--kafka-client", client]
-                lat = latency.run(bootstrap, data, command, offered, size["rate_s"], logdir)
+                lat = latency.run(bootstrap, data, command, offered, latency.SIZES[mode].seconds, logdir)
                 result["latency"].append({"client": client, **lat.as_dict()})
                 log(f"latency {client} at {offered}/s: {lat.event_to_score_ms} (achieved {lat.achieved_scored_per_s:,.0f}/s)")
         for client in CLIENTS:

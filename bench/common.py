@@ -108,6 +108,16 @@ def machine_line(m: dict) -> str:
     return f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average at start {load}{probe}"
 
 
+def metrics_text(port: int, timeout_s: float = 2.0) -> str | None:
+    """A service's Prometheus exposition from its /metrics on this machine; None if it does not answer."""
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s).read().decode()
+    except OSError:
+        return None
+
+
 def run_header(r: dict, title: str, machine_note: str = "") -> list[str]:
     """A Kafka benchmark's results page opens alike: title, the command with when, mode and broker,
     the machine and the client libraries' versions."""

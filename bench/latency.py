@@ -26,14 +26,13 @@ import re
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Producer
 
 from bench import scorer
-from bench.common import (Input, Observer, _free_port, broker, cohort_input, create_topics, fresh_prefix, logger, percentiles,
+from bench.common import (Input, Observer, _free_port, broker, cohort_input, create_topics, fresh_prefix, logger, metrics_text, percentiles,
                           producer, run_header, run_parser, run_record, spawn, stop, write_results)
 from runtime.kafka.client import CLIENTS
 from runtime.topics import RISK, VITALS, VITALS_DLQ
@@ -94,10 +93,8 @@ def loop_summary(before: dict[str, tuple[float, float]], after: dict[str, tuple[
 
 
 def _scrape(port: int) -> dict[str, tuple[float, float]]:
-    try:
-        return loop_counts(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
-    except OSError:
-        return {}
+    text = metrics_text(port, timeout_s=5)
+    return loop_counts(text) if text is not None else {}
 
 
 def run(bootstrap: str, data: Input, command: list[str], rate: int, seconds: float, logdir: Path) -> LatencyResult:
@@ -176,7 +173,7 @@ class Size:
     patients: int
 
 
-# As in `python -m bench` (its MODES): the same input and loads.
+# `python -m bench` runs these loads too, on its own input of the same size (tests/test_bench_latency.py).
 SIZES = {"quick": Size(rates=(1_000, 5_000), seconds=10, readings=60_000, patients=2_000),
          "full": Size(rates=(1_000, 5_000, 10_000), seconds=15, readings=200_000, patients=10_000)}
 NOTE = ("Event-to-score: from the reading's Kafka CreateTime (the bench's producer) to a read_committed consumer "

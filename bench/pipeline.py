@@ -24,14 +24,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-from bench.common import (PARTITIONS, _free_port, broker, create_topics, fresh_prefix, logger, machine_line, producer, run_parser, run_record,
+from bench.common import (PARTITIONS, _free_port, broker, create_topics, fresh_prefix, logger, machine_line, metrics_text, producer, run_parser, run_record,
                           spawn, stop, stream_flags, write_results)
 from ingest.contract import Reading, encode_reading
 from runtime.topics import (ALERTS, ALERTS_CONTROL, ALERTS_STATE, INGEST_STATE, RISK, SCORER_STATE, VITALS, VITALS_DLQ,
@@ -98,11 +97,8 @@ class Feeder(threading.Thread):
 
 def scrape(port: int, topic: str) -> tuple[float, float] | None:
     """(records consumed from `topic`, lag summed over partitions) from a service's /metrics."""
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return None
-    return parse_metrics(text, topic)
+    text = metrics_text(port)
+    return parse_metrics(text, topic) if text is not None else None
 
 
 def parse_metrics(text: str, topic: str) -> tuple[float, float]:
@@ -222,11 +218,8 @@ def _wait_ready(procs, ports: dict[str, int], logdir: Path, timeout_s: float = 1
         for stage in list(pending):
             if procs[stage].poll() is not None:
                 raise RuntimeError(f"{stage} exited with {procs[stage].returncode}; see {logdir / (stage + '.log')}")
-            try:
-                text = urllib.request.urlopen(f"http://127.0.0.1:{ports[stage]}/metrics", timeout=2).read().decode()
-            except OSError:
-                continue
-            if re.search(r'^wardwatch_assigned_partitions\{[^}]*\} ([1-9]\S*)$', text, re.M):
+            text = metrics_text(ports[stage])
+            if text is not None and re.search(r'^wardwatch_assigned_partitions\{[^}]*\} ([1-9]\S*)$', text, re.M):
                 pending.discard(stage)
         time.sleep(0.25)
     if pending:

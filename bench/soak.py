@@ -42,14 +42,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import PARTITIONS, PYTHON, REPO, machine, machine_line, write_results
+from bench.common import PARTITIONS, PYTHON, REPO, machine, machine_line, metrics_text, write_results
 from bench.faults import ProxiedBroker, TcpProxy, proxied_broker, wait_exit
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.client import BEGINNING, TopicPartition, connect
@@ -128,9 +127,8 @@ class Stage:
         """Transactions the current process committed (None: not answering yet)."""
         if self.service is None or not self.service.alive():
             return None
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{self.service.metrics_port}/metrics", timeout=2).read().decode()
-        except OSError:
+        text = metrics_text(self.service.metrics_port)
+        if text is None:
             return None
         match = re.search(r'^wardwatch_transactions_total\{[^}]*result="committed"[^}]*\} (\S+)$', text, re.M)
         return float(match.group(1)) if match else None

@@ -70,3 +70,14 @@ def test_the_machine_line_names_the_speed_probe_when_the_record_has_one() -> Non
     probe = speed_probe()
     assert probe > 0
     assert machine_line({**m, "speed_probe_s": probe}).endswith(f"1.5, speed probe {probe} s")
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_the_whole_bench_feeds_each_latency_load_enough_readings(mode: str) -> None:
+    from bench.__main__ import MODES
+    from bench.latency import SIZES, WARMUP
+
+    size = SIZES[mode]
+    for rate in size.rates:
+        assert WARMUP + rate * size.seconds <= MODES[mode]["readings"], f"{mode}: {rate}/s for {size.seconds} s"
+    assert (size.readings, size.patients) == (MODES[mode]["readings"], MODES[mode]["patients"])
