@@ -45,6 +45,8 @@ from runtime.kafka.client.base import (
 
 log = logging.getLogger(__name__)
 
+METADATA_MAX_AGE_MS = 30_000
+
 NAME = "kafka-python"
 # This producer instance is beyond use: its epoch was fenced (a newer producer, or the broker's
 # abort of a timed-out transaction), or its transaction state machine is stuck (kafka-python
@@ -436,6 +438,11 @@ class KafkaPythonClient:
             self._common, client_id=client_id, group_id=group_id, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset=auto_offset_reset, max_poll_records=max_poll_records,
             session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+            # kafka-python's group leader assigns from the metadata it has; one that assigned before
+            # it knew a subscribed topic's partitions gets nothing, and only rejoins once its metadata
+            # changes. One full-suite run saw a scorer sit like that (`No partition metadata for
+            # topic`) past its test's 240 s. The default refresh is 5 min; 30 s bounds the wait.
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
         if instance_id is not None:
             config["group_instance_id"] = instance_id
