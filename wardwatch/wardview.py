@@ -1,9 +1,9 @@
 """The ward view: a live web page of every patient for the clinical staff, behind a login.
 
 One process: a background thread reads `vitals`, `risk` and `alerts` (read_committed) into a
-`Ward` held in memory, and a Starlette app on uvicorn (`runtime.http`: read timeouts,
-connection limit, HTTPS when given a certificate) serves the login, the page, the ward as
-JSON (`/api/ward`), a Server-Sent Events stream of it (`/api/events`), `/metrics`, and
+`Ward` held in memory (`wardwatch.wardfeed`, the view's Kafka side), and a Starlette app on
+uvicorn (`runtime.http`: read timeouts, connection limit, HTTPS when given a certificate)
+serves the login, the page, the ward as JSON (`/api/ward`), a Server-Sent Events stream of it (`/api/events`), `/metrics`, and
 `POST /api/acknowledge` / `POST /api/snooze`, which produce commands to `alerts.control`
 naming the signed-in user. The alert service owns the alert state; the page shows an alert as
 acknowledged only when the `acknowledged` event comes back on `alerts`.
@@ -46,14 +46,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from alerts.messages import Acknowledge, Command, Snooze, encode_command
+from alerts.messages import Snooze
 from runtime import metrics as metrics_module
 from runtime.config import KafkaConfig, require, setting
 from runtime.http import HttpServer, ServeSettings
-from runtime.topics import ALERTS, ALERTS_CONTROL, RISK
-from runtime.topics import VITALS as VITALS_TOPIC
 from wardwatch.users import User, Users
 from wardwatch.ward import Ward, text_or_none
+from wardwatch.wardfeed import Acknowledger, Feed
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +106,7 @@ class WardViewConfig(KafkaConfig):
         require(1 <= self.max_patients <= 1_000_000, f"--max-patients={self.max_patients}: expected 1-1000000")
 
 
-# -- the ward in memory (pure: no Kafka, no HTTP) -------------------------------------------------
-# -- Kafka: the feed thread and the acknowledge producer -----------------------------------------
+# -- metrics ------------------------------------------------------------------------------------
 class WardMetrics:
     def __init__(self, registry: Any) -> None:
         self.stream = metrics_module.StreamMetrics(registry, STAGE)
@@ -127,90 +125,6 @@ class WardMetrics:
             self.login_failures.labels(reason)
         for reason in ("no_session", "forbidden_role", "csrf", "cross_origin"):
             self.refused.labels(reason)
-
-
-class Feed(threading.Thread):
-    """Reads vitals, risk and alerts into the ward until `stop`; reconnects after broker errors."""
-
-    def __init__(self, config: WardViewConfig, ward: Ward, metrics: WardMetrics, stop: threading.Event) -> None:
-        super().__init__(name="wardview-feed", daemon=True)
-        self.config, self.ward, self.metrics, self.stop_event = config, ward, metrics, stop
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                self._consume()
-            except Exception as exc:  # the page stays up and says it is reconnecting
-                self.ward.set_connected(False)
-                log.warning("feed interrupted, reconnecting error=%r", exc)
-                self.stop_event.wait(2.0)
-
-    def _consume(self) -> None:
-        from runtime.kafka.admin import ensure_topics
-        from runtime.kafka.client import BEGINNING, TopicPartition, from_config, wait_for_broker
-        from runtime.topics import specs
-
-        cfg = self.config
-        kafka = from_config(cfg)
-        wait_for_broker(kafka)
-        ensure_topics(kafka, specs(VITALS_TOPIC, RISK, ALERTS, ALERTS_CONTROL), cfg.partitions,
-                      cfg.replication_factor, cfg.topic_prefix)
-        c = kafka.consumer(client_id="wardwatch-wardview", group_id=None, max_poll_records=2000)
-        try:
-            tps = [TopicPartition(cfg.topic(t), p) for t in (ALERTS, RISK, VITALS_TOPIC) for p in c.partitions_for(cfg.topic(t))]
-            starts = dict.fromkeys(tps, BEGINNING)
-            # Open alerts need the whole (small) alerts topic; vitals and risk only their tail.
-            tails = [tp for tp in tps if tp.topic != cfg.topic(ALERTS)]
-            for tp, end in c.end_offsets(tails).items():
-                if end > cfg.lookback_records:
-                    starts[tp] = end - cfg.lookback_records
-            c.assign(starts)
-            self.ward.set_connected(True)
-            log.info("feed reading topics=%s partitions=%d", [ALERTS, RISK, VITALS_TOPIC], len(tps))
-            prefix = len(cfg.topic_prefix)
-            while not self.stop_event.is_set():
-                records = c.poll(0.3, 2000)
-                counts: dict[str, int] = {}
-                for r in records:
-                    topic = r.topic[prefix:]
-                    counts[topic] = counts.get(topic, 0) + 1
-                    reason = self.ward.apply(topic, r.value)
-                    if reason:
-                        self.metrics.stream.reject(reason)
-                for topic, n in counts.items():
-                    self.metrics.stream.records_in.labels(STAGE, topic).inc(n)
-                self.metrics.patients.set(len(self.ward.patients))
-        finally:
-            c.close()
-
-
-class Acknowledger:
-    """Produces acknowledge commands to `alerts.control`, keyed by patient_id (its partition)."""
-
-    def __init__(self, config: WardViewConfig) -> None:
-        self.config = config
-        self._producer: Any = None
-        self._lock = threading.Lock()
-
-    def send(self, patient_id: str, alert_id: str, ts_ms: int, by: str) -> None:
-        self.command(Acknowledge(patient_id=patient_id, alert_id=alert_id, ts_ms=ts_ms, by=by))
-
-    def command(self, command: Command) -> None:
-        """Produce one control command (keyed by its patient) and wait for Kafka's acknowledgement."""
-        from runtime.kafka.client import from_config
-
-        with self._lock:
-            if self._producer is None:
-                self._producer = from_config(self.config).producer(client_id="wardwatch-wardview-ack")
-            delivery = self._producer.send_acked(self.config.topic(ALERTS_CONTROL), encode_command(command),
-                                                 key=command.patient_id.encode())
-        delivery.wait(15)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._producer is not None:
-                self._producer.close(timeout_s=5)
-                self._producer = None
 
 
 
