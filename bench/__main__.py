@@ -25,7 +25,7 @@ from runtime.kafka.client import CLIENTS
 
 MODES = {
     # readings, patients, naive/peer time cap (s), state sizes, scale-out cap (s); the latency
-    # loads and seconds are bench.latency.SIZES (which checks its input size against these)
+    # loads and seconds are bench.latency.SIZES (tests/test_bench_latency.py: this input feeds them)
     "quick": dict(readings=60_000, patients=2_000, slow_cap_s=12,
                   state=(10_000, 100_000), scale_cap_s=60),
     "full": dict(readings=200_000, patients=10_000, slow_cap_s=40,

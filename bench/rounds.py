@@ -15,32 +15,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ingest import Reading, Reason, decode_reading
+from ingest import Reading, Reason
 from inference import explain
 from inference.features import model_inputs, remember
 from inference.news2_batch import news2_batch
 from inference.processor import STAGE, ScorerProcessor
-from inference.state.changelog import encode_row
 from inference.state.table import NEVER
 from runtime.records import JSON_HEADERS, InRecord, OutRecord, dead_letter
-from runtime.topics import RISK, SCORER_STATE, VITALS_DLQ
+from runtime.topics import RISK, VITALS_DLQ
 
 
 class RoundByRound(ScorerProcessor):
     """The scorer core with the round-by-round batch (the path before the batch plan)."""
 
     def process(self, records: Sequence[InRecord]) -> list[OutRecord]:
-        out: list[OutRecord] = []
-        by_patient: dict[str, list[tuple[InRecord, Reading]]] = {}
-        for record in records:
-            try:
-                reading = decode_reading(record.value)  # type: ignore[arg-type]
-            except (ValueError, TypeError) as exc:
-                self.metrics.reject(Reason.UNDECODABLE.value)
-                out.append(dead_letter(VITALS_DLQ, record, stage=STAGE, reason=Reason.UNDECODABLE.value, detail=f"not a reading: {exc}"))
-                continue
-            by_patient.setdefault(reading.patient_id, []).append((record, reading))
-
+        out, by_patient = self._by_patient(records)
         changed: dict[str, int] = {}  # patient id -> partition
         queues = list(by_patient.items())
         k = 0
@@ -49,21 +38,7 @@ class RoundByRound(ScorerProcessor):
             out.extend(self._round_by_round(round_items, changed))
             k += 1
             queues = [(pid, items) for pid, items in queues if len(items) > k]
-
-        for patient_id, partition in changed.items():
-            row = self.table.rows[patient_id]
-            out.append(
-                OutRecord(
-                    topic=SCORER_STATE,
-                    key=patient_id.encode(),
-                    value=encode_row(self.table, row, self.model_version),
-                    headers=self._state_headers,
-                    partition=partition,
-                )
-            )
-        out.extend(self._evict_idle({p for p in changed.values()}))
-        self.scorer_metrics.active_patients.set(len(self.table))
-        return out
+        return self._close_batch(out, changed)
 
     def _round_by_round(self, items: list[tuple[str, tuple[InRecord, Reading]]], changed: dict[str, int]) -> list[OutRecord]:
         """Apply one reading per patient, all patients in one model step."""

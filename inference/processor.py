@@ -171,6 +171,15 @@ class ScorerProcessor:
 
     # -- the batch -------------------------------------------------------------------------
     def process(self, records: Sequence[InRecord]) -> list[OutRecord]:
+        out, by_patient = self._by_patient(records)
+        changed: dict[str, int] = {}  # patient id -> partition
+        if by_patient:
+            out.extend(self._apply(self._plan(by_patient), changed))
+        return self._close_batch(out, changed)
+
+    def _by_patient(self, records: Sequence[InRecord]) -> tuple[list[OutRecord], dict[str, list[tuple[InRecord, Reading]]]]:
+        """The batch's readings grouped by patient in arrival order, and the dead letters of the
+        records that are not readings."""
         out: list[OutRecord] = []
         by_patient: dict[str, list[tuple[InRecord, Reading]]] = {}
         for record in records:
@@ -181,10 +190,10 @@ class ScorerProcessor:
                 out.append(dead_letter(VITALS_DLQ, record, stage=STAGE, reason=Reason.UNDECODABLE.value, detail=f"not a reading: {exc}"))
                 continue
             by_patient.setdefault(reading.patient_id, []).append((record, reading))
+        return out, by_patient
 
-        changed: dict[str, int] = {}  # patient id -> partition
-        if by_patient:
-            out.extend(self._apply(self._plan(by_patient), changed))
+    def _close_batch(self, out: list[OutRecord], changed: dict[str, int]) -> list[OutRecord]:
+        """`out` with the changelog row of every patient the batch changed, and the idle evicted."""
         for patient_id, partition in changed.items():
             row = self.table.rows[patient_id]
             out.append(
