@@ -13,7 +13,7 @@ from wardwatch.commands import deferred
 log = logging.getLogger(__name__)
 
 HELP = {
-    "out": "checkpoint directory to write (the shipped one by default)",
+    "out": "checkpoint directory to write (inference/checkpoints/default is the shipped one)",
     "patients": "patients in the training cohort",
     "hours": "hours of event time per simulated stay (training and validation cohorts)",
     "seed": "training cohort seed; also seeds weight initialisation and batch order",
