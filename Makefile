@@ -132,8 +132,16 @@ bench-full: jars ## full benchmarks (longer)
 soak: jars ## the pipeline under a seeded stream of real faults (MINUTES=30 SEED=1 FAULT_EVERY=30) -> bench/results/soak.{json,md}
 	@$(PY) -m bench.soak --minutes $(MINUTES) --seed $(SEED) --fault-every $(FAULT_EVERY)
 
-train: venv ## retrain the shipped model checkpoint
-	@$(PY) -m wardwatch train
+# The shipped checkpoint's recipe (its MODEL_CARD.md): 600 simulated patients plus 70% of the
+# PhysioNet 2019 and 2012 stays; P19 and P12 are the files from PhysioNet (docs/real-data.md).
+TRAIN_RECIPE = --patients 600 --batch 50 --val-patients 200 --real-batch 32 --lr 3e-3 --epochs 5 --max-minutes 60 \
+	--ema 0.998 --threads 2 --calibrate-on sim --split-salt wardwatch-split-4 --source-weights physionet2019=3,sim=4,physionet2012=0.5
+
+train: venv ## retrain the shipped checkpoint: make train P19=<PhysioNet 2019 .tar.gz or dir> P12=<PhysioNet 2012 .tar.gz or dir>
+	@test -n "$(P19)" && test -n "$(P12)" || { echo "make train: needs P19=<PhysioNet 2019 .tar.gz or directory> P12=<PhysioNet 2012 .tar.gz or directory> (docs/real-data.md)"; exit 2; }
+	$(PY) -m wardwatch import physionet2019 $(P19) --out .wardwatch/cohorts/p19
+	$(PY) -m wardwatch import physionet2012 $(P12) --out .wardwatch/cohorts/p12
+	$(PY) -m wardwatch train $(TRAIN_RECIPE) --cohorts .wardwatch/cohorts/p19,.wardwatch/cohorts/p12 --out inference/checkpoints/default
 
 evaluate: venv ## evaluate the shipped checkpoint against NEWS2 on held-out cohorts
 	@$(PY) -m wardwatch evaluate
