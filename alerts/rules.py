@@ -19,6 +19,9 @@ from runtime.config import ConfigError
 DEFAULT_RULES_PATH: Final = Path(__file__).with_name("default_rules.yaml")
 # NEWS2 alone, as RCP 2017 triggers it: the baseline the default is compared with.
 NEWS2_RULES_PATH: Final = Path(__file__).with_name("news2_rules.yaml")
+# The same pair for hourly charting (ICU flowsheets, imported stays): debounce in readings, not minutes.
+HOURLY_RULES_PATH: Final = Path(__file__).with_name("hourly_rules.yaml")
+HOURLY_NEWS2_RULES_PATH: Final = Path(__file__).with_name("hourly_news2_rules.yaml")
 
 # Clinical severities, lowest first (RCP 2017 response bands). The order is the contract for
 # escalation: a new event is emitted only when an alert moves up this list.

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from alerts.service import AlertsConfig
-from alerts.rules import DEFAULT_RULES_PATH, RulesError, load_rules, parse_rules
+from alerts.rules import DEFAULT_RULES_PATH, HOURLY_NEWS2_RULES_PATH, HOURLY_RULES_PATH, NEWS2_RULES_PATH, RulesError, load_rules, parse_rules
 from runtime.config import ConfigError, load
 
 
@@ -25,6 +25,26 @@ def test_shipped_default_has_model_news2_single3_and_data_gap_rules() -> None:
     assert [(lv.severity, lv.raise_at) for lv in news2.levels] == [("urgent", 5), ("emergency", 7)]
     assert rules.data_gap.after_ms > 0
     assert rules.only("news2").rules == (news2,)
+
+
+@pytest.mark.parametrize(("rules_path", "baseline_path"), [(DEFAULT_RULES_PATH, NEWS2_RULES_PATH), (HOURLY_RULES_PATH, HOURLY_NEWS2_RULES_PATH)])
+def test_each_shipped_rule_set_and_its_news2_baseline_differ_only_in_the_model_rule_and_hysteresis(rules_path: Path, baseline_path: Path) -> None:
+    rules, baseline = load_rules(rules_path), load_rules(baseline_path)
+    assert {r.signal for r in rules.rules} == {"risk", "news2", "news2_single3"}
+    assert {r.signal for r in baseline.rules} == {"news2", "news2_single3"}
+    assert rules.data_gap == baseline.data_gap, "technical alerts compare like for like"
+    for rule in baseline.rules:
+        mine = rules.rule(rule.name)
+        assert [(lv.severity, lv.raise_at) for lv in mine.levels] == [(lv.severity, lv.raise_at) for lv in rule.levels]
+
+
+def test_hourly_rules_raise_within_three_readings_where_the_default_needs_ten_minutes_of_them() -> None:
+    hourly, default = load_rules(HOURLY_RULES_PATH), load_rules(DEFAULT_RULES_PATH)
+    for rule in hourly.rules:
+        assert rule.debounce.of_last <= 3 and rule.debounce.min_duration_ms == 0, rule.name
+        assert default.rule(rule.name).debounce.min_duration_ms >= 600_000
+    assert hourly.data_gap.after_ms == 4 * 3_600_000 > default.data_gap.after_ms
+    assert hourly.rule("model_risk").levels[0].raise_at < default.rule("model_risk").levels[0].raise_at
 
 
 def test_levels_are_ordered_by_severity_not_by_file_order() -> None:
