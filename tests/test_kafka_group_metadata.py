@@ -16,7 +16,7 @@ from runtime.kafka import security
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.client import TopicPartition, connect
 from runtime.kafka.client.kafka_python import METADATA_MAX_AGE_MS
-from runtime.topics import specs
+from runtime.topics import VITALS, specs
 
 pytestmark = pytest.mark.kafka
 
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.kafka
 def test_a_kafka_python_member_is_given_partitions_added_to_its_topic_within_the_metadata_age(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    topic = topic_prefix + "vitals"
-    ensure_topics(kafka_bootstrap, specs("vitals"), 2, 1, topic_prefix)
+    topic = topic_prefix + VITALS
+    ensure_topics(kafka_bootstrap, specs(VITALS), 2, 1, topic_prefix)
     consumer = connect(kafka_bootstrap, "kafka-python").consumer(client_id=f"{topic_prefix}probe", group_id=f"{topic_prefix}group")
     owned: set[TopicPartition] = set()
     consumer.subscribe([topic], on_assigned=owned.update, on_revoked=owned.difference_update)
