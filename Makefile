@@ -139,7 +139,7 @@ TRAIN_RECIPE = --patients 600 --batch 50 --val-patients 200 --real-batch 32 --lr
 
 train: venv ## retrain the shipped checkpoint: make train P19=<PhysioNet 2019 .tar.gz or dir> P12=<PhysioNet 2012 .tar.gz or dir>
 	@test -n "$(P19)" && test -n "$(P12)" || { echo "make train: needs P19=<PhysioNet 2019 .tar.gz or directory> P12=<PhysioNet 2012 .tar.gz or directory> (docs/real-data.md)"; exit 2; }
-	$(PY) -m wardwatch import physionet2019 $(P19) --out .wardwatch/cohorts/p19
+	$(PY) -m wardwatch import physionet2019 $(P19) --limit 6000 --out .wardwatch/cohorts/p19
 	$(PY) -m wardwatch import physionet2012 $(P12) --out .wardwatch/cohorts/p12
 	$(PY) -m wardwatch train $(TRAIN_RECIPE) --cohorts .wardwatch/cohorts/p19,.wardwatch/cohorts/p12 --out inference/checkpoints/default
 
