@@ -20,7 +20,7 @@ from ingest import Reading
 from runtime.metrics import StreamMetrics, new_registry
 from runtime.records import OutRecord
 from runtime.topics import RISK, SCORER_STATE
-from tests.support.equivalence import RISK_ABS_TOLERANCE
+from tests.support.equivalence import EXPLANATION_ABS_TOLERANCE, RISK_ABS_TOLERANCE
 from tests.test_scorer import exported, make_readings, records, run_in_batches, torch_model
 
 T0 = 1_767_225_600_000
@@ -163,9 +163,9 @@ def assert_same_explanations(got: dict, expected: dict) -> None:  # type: ignore
             continue
         assert g.values == e.values and g.since_ms == e.since_ms and g.trend.keys() == e.trend.keys(), key
         for name, pair in e.trend.items():
-            tol = RISK_ABS_TOLERANCE if name == "risk" else 0
+            tol = EXPLANATION_ABS_TOLERANCE if name == "risk" else 0
             assert all((a is None and b is None) or abs(a - b) <= tol for a, b in zip(g.trend[name], pair)), (key, name)
-        assert dict(g.top) == pytest.approx(dict(e.top), abs=1e-4), key  # rounded to 4 places
+        assert dict(g.top) == pytest.approx(dict(e.top), abs=EXPLANATION_ABS_TOLERANCE), key
 
 
 def test_explanations_do_not_depend_on_batching_or_on_a_restore_from_the_changelog() -> None:

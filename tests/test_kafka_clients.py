@@ -17,6 +17,7 @@ from runtime.records import to_json
 from runtime.topics import ALERTS, RISK, VITALS, VITALS_DLQ, VITALS_RAW
 from sim.cohort import CohortConfig, generate
 from sim.live import live_start_ms
+from tests.support.equivalence import EXPLANATION_ABS_TOLERANCE, RISK_ABS_TOLERANCE
 from tests.support.kafka import Consumed, Service, create_topics, produce, read_committed, spawn, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -36,9 +37,11 @@ def raw_stream() -> list[tuple[bytes | None, bytes]]:
 
 
 def same(a: Any, b: Any, where: str) -> None:
-    """Equal, except floats (model risk) within 1e-5."""
+    """Equal, except floats: model risk within the risk tolerance, an explanation's rounded
+    numbers within one unit of their last place (tests/support/equivalence.py)."""
     if isinstance(a, float) or isinstance(b, float):
-        assert a == pytest.approx(b, abs=1e-5), where
+        tolerance = EXPLANATION_ABS_TOLERANCE if ".explain." in where else RISK_ABS_TOLERANCE
+        assert a == pytest.approx(b, abs=tolerance), where
     elif isinstance(a, dict) and isinstance(b, dict):
         assert a.keys() == b.keys(), where
         for k in a:

@@ -6,6 +6,9 @@ same reading can score 0.407119 on one path and 0.407120 on another. The contrac
 
 - risk is equal within `RISK_ABS_TOLERANCE` (absolute) across batch shapes, restarts, processes,
   CPUs and model runtimes;
+- an explanation's contributions and its risk trend are differences of risks rounded to
+  `CONTRIBUTION_DECIMALS` places, so two runs may round them one unit apart in the last place
+  (0.1747 and 0.1748): they are equal within `EXPLANATION_ABS_TOLERANCE`;
 - everything else is exact: which records exist, their keys, their count (no duplicates, no
   losses), NEWS2 and its parameter scores, and alert ids.
 
@@ -16,7 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 
+from inference.explain import CONTRIBUTION_DECIMALS
+
 RISK_ABS_TOLERANCE = 1e-5
+EXPLANATION_ABS_TOLERANCE = 10.0**-CONTRIBUTION_DECIMALS + RISK_ABS_TOLERANCE
 
 
 def assert_same_risks(got: Mapping[Hashable, float], expected: Mapping[Hashable, float]) -> None:
